@@ -1,0 +1,244 @@
+"""`python -m job <command>`: the job's command line (what a rank pod runs, and the demo).
+
+Run directory layout (one per job):  RUN/pretrain/  RUN/finetune/  (each: config.yaml,
+metrics.json, train.log, checkpoints/)  RUN/eval/metrics.json  RUN/export/.
+A user error prints one `error: ...` line and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from job.errors import ConfigError, JobError
+
+log = logging.getLogger("job.cli")
+
+STAGE_DIRS = ("pretrain", "finetune")
+
+
+def _add_common_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="dataset root in SOP layout")
+    p.add_argument("--run-dir", type=Path, required=True, help="the run directory (RUN)")
+    p.add_argument("--profile", default="auto", choices=("auto", "ascend", "cpu"),
+                   help="preset overlay: cpu = small images and backbone (auto: by device)")
+    p.add_argument("--config", type=Path, help="YAML file of config overrides")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set epochs=5")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m job", description=__doc__.splitlines()[0])
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare-sop", help="write the list files (train.txt, *_half, *_tiny)")
+    p.add_argument("--root", type=Path, required=True, help="folder holding Ebay_train.txt")
+
+    p = sub.add_parser("make-demo-data", help="build a small dataset in SOP layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--source", default="auto", choices=("auto", "fashion-mnist", "synthetic"))
+    p.add_argument("--train-classes", type=int, default=200)
+    p.add_argument("--test-classes", type=int, default=200)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", help="train one stage: pretrain (softmax) or finetune")
+    p.add_argument("--stage", required=True, choices=STAGE_DIRS)
+    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"),
+                   help="fine-tuning loss preset (pretrain always uses softmax)")
+    p.add_argument("--init", type=Path, help="checkpoint to start the backbone from "
+                   "(finetune default: the newest RUN/pretrain checkpoint)")
+    _add_common_train(p)
+
+    p = sub.add_parser("eval", help="Recall@K and MAP@R of a checkpoint")
+    p.add_argument("--data", type=Path, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path)
+    src.add_argument("--run-dir", type=Path, help="evaluate the newest checkpoint of RUN")
+    p.add_argument("--split", help="split to evaluate (default: the checkpoint's eval_split)")
+    p.add_argument("--out", type=Path, help="metrics JSON (default RUN/eval/metrics.json or "
+                   "next to the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+
+    p = sub.add_parser("export", help="export the feature extractor (MINDIR by default)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path)
+    src.add_argument("--run-dir", type=Path, help="export the newest checkpoint of RUN")
+    p.add_argument("--out", type=Path, help="output file (default RUN/export/<name>.mindir)")
+    p.add_argument("--format", default="MINDIR", choices=("MINDIR", "AIR", "ONNX"))
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+
+    p = sub.add_parser("demo", help="demo data -> pretrain -> finetune -> eval on this machine")
+    p.add_argument("--data", type=Path, default=Path("data/demo-sop"))
+    p.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
+    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+    return ap
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_prepare_sop(a) -> int:
+    from job.data import prepare_sop
+
+    written = prepare_sop(a.root)
+    for name, lines in written.items():
+        print(f"{a.root / name}: {lines} lines")
+    return 0
+
+
+def cmd_make_demo_data(a) -> int:
+    from job.data import make_demo_data
+
+    info = make_demo_data(a.out, source=a.source, train_classes=a.train_classes,
+                          test_classes=a.test_classes, image_size=a.image_size, seed=a.seed)
+    print(f"demo dataset in {a.out}: {json.dumps(info)}")
+    return 0
+
+
+def _profile(profile: str, device_target: str) -> str:
+    if profile == "auto":
+        return "ascend" if device_target == "Ascend" else "cpu"
+    return profile
+
+
+def run_train(*, stage: str, loss: str, data: Path, run_dir: Path, profile: str = "auto",
+              config: Path | None = None, overrides: list[str] | None = None,
+              init: Path | None = None, device: str = "auto") -> dict:
+    from job import checkpoints
+    from job.config import build_config
+    from job.presets import preset, preset_for_stage
+    from job.runtime import init_mindspore, setup_logging
+    from job.train.trainer import train
+
+    target = init_mindspore(device)
+    stage_dir = run_dir / stage
+    setup_logging(stage_dir / "train.log")
+    cfg = build_config(preset(preset_for_stage(stage, loss), _profile(profile, target)),
+                       yaml_file=config, overrides=overrides)
+    if stage == "finetune" and init is None:
+        init = checkpoints.latest(run_dir / "pretrain" / "checkpoints")
+        if init is None:
+            raise JobError(f"no pretrain checkpoint in {run_dir / 'pretrain' / 'checkpoints'}: "
+                           f"run `python -m job train --stage pretrain` first or pass --init CKPT")
+    if stage == "pretrain" and init is None:
+        log.warning("no --init checkpoint: pretraining starts from random weights "
+                    "(the reference starts from an ImageNet ResNet50)")
+    return train(cfg, data_root=data, run_dir=stage_dir, stage=stage, init_checkpoint=init,
+                 device_target=target)
+
+
+def cmd_train(a) -> int:
+    run_train(stage=a.stage, loss=a.loss, data=a.data, run_dir=a.run_dir, profile=a.profile,
+              config=a.config, overrides=a.overrides, init=a.init, device=a.device)
+    return 0
+
+
+def newest_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of the last trained stage of a run directory."""
+    from job import checkpoints
+
+    for stage in reversed(STAGE_DIRS):
+        found = checkpoints.latest(run_dir / stage / "checkpoints")
+        if found:
+            return found
+    raise JobError(f"no checkpoint under {run_dir}/{{pretrain,finetune}}/checkpoints; "
+                   f"train first or pass --checkpoint")
+
+
+def run_eval(*, data: Path, checkpoint: Path | None = None, run_dir: Path | None = None,
+             split: str | None = None, out: Path | None = None, batch_size: int = 64,
+             image_size: int | None = None, device: str = "auto") -> dict:
+    from job.evaluation.evaluate import evaluate, format_metrics
+    from job.runtime import init_mindspore, setup_logging
+    from job.train.trainer import write_json
+
+    init_mindspore(device)
+    ckpt = checkpoint or newest_checkpoint(run_dir)
+    if out is None:
+        out = (run_dir / "eval" / "metrics.json") if run_dir else ckpt.with_suffix(".metrics.json")
+    setup_logging(out.parent / "eval.log")
+    metrics = evaluate(ckpt, data_root=data, split_name=split, batch_size=batch_size,
+                       image_size=image_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, metrics)
+    print(format_metrics(metrics), flush=True)
+    log.info("metrics written to %s", out)
+    return metrics
+
+
+def cmd_eval(a) -> int:
+    run_eval(data=a.data, checkpoint=a.checkpoint, run_dir=a.run_dir, split=a.split,
+             out=a.out, batch_size=a.batch_size, image_size=a.image_size, device=a.device)
+    return 0
+
+
+def cmd_export(a) -> int:
+    from job.export import FORMATS, export
+    from job.runtime import init_mindspore, setup_logging
+
+    init_mindspore(a.device)
+    setup_logging()
+    ckpt = a.checkpoint or newest_checkpoint(a.run_dir)
+    out = a.out or ((a.run_dir / "export") if a.run_dir else ckpt.parent) / (
+        ckpt.stem + FORMATS[a.format])
+    written = export(ckpt, out, file_format=a.format, image_size=a.image_size)
+    print(written)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    """The README's run command: everything on the built-in demo data, on this machine."""
+    from job.data import make_demo_data
+
+    if not (a.data / "Ebay_train.txt").is_file():
+        print(f"building the demo dataset in {a.data} ...", flush=True)
+        info = make_demo_data(a.data)
+        print(f"demo dataset: {json.dumps(info)}", flush=True)
+    for stage in STAGE_DIRS:
+        print(f"== {stage} ==", flush=True)
+        run_train(stage=stage, loss=a.loss, data=a.data, run_dir=a.run_dir,
+                  overrides=a.overrides, device=a.device)
+    print("== eval ==", flush=True)
+    rows = []
+    for stage in STAGE_DIRS:
+        from job import checkpoints
+        ckpt = checkpoints.latest(a.run_dir / stage / "checkpoints")
+        out = a.run_dir / "eval" / ("metrics.json" if stage == "finetune" else f"{stage}.metrics.json")
+        rows.append((stage, run_eval(data=a.data, checkpoint=ckpt, out=out, device=a.device)))
+    print("\nstage      Recall@1  Recall@10  Recall@100  MAP@R")
+    for stage, m in rows:
+        print(f"{stage:<10} {m['recall@1']:>8.4f}  {m['recall@10']:>9.4f}  "
+              f"{m['recall@100']:>10.4f}  {m['map@r']:.4f}")
+    print(f"\nrun directory: {a.run_dir}  (metrics: {a.run_dir / 'eval' / 'metrics.json'})")
+    return 0
+
+
+COMMANDS = {"prepare-sop": cmd_prepare_sop, "make-demo-data": cmd_make_demo_data,
+            "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "mindspore":
+            print("error: MindSpore is not installed; install the job extra: "
+                  "pip install -e '.[job]'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
