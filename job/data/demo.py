@@ -79,6 +79,10 @@ def make_demo_data(
 
     root = pathlib.Path(out)
     _prepare_dir(root)
+    folders = [f"{name}_final" for name in supers]
+    # Written first so an interrupted run is recognised (and replaced) as ours next time.
+    stub = {"source": source, "seed": seed, "super_classes": folders, "complete": False}
+    write_atomic(root / INFO_FILE, (json.dumps(stub, indent=2) + "\n").encode())
     for name in supers:
         (root / f"{name}_final").mkdir(exist_ok=True)
 
@@ -110,9 +114,10 @@ def make_demo_data(
         "image_size": image_size,
         "min_views": min_views,
         "max_views": max_views,
-        "super_classes": [f"{name}_final" for name in supers],
+        "super_classes": folders,
         **counts,
         "lists": prepare_sop(root),
+        "complete": True,
     }
     write_atomic(root / INFO_FILE, (json.dumps(info, indent=2) + "\n").encode())
     return info

@@ -206,6 +206,10 @@ def test_prepare_sop_is_byte_equal_to_the_reference_shell(tmp_path: pathlib.Path
 def test_prepare_sop_small_files_match_shell_too(sop_root: pathlib.Path, tmp_path: pathlib.Path) -> None:
     shell = tmp_path / "shell"
     shell.mkdir()
+    train = sop_root / "Ebay_train.txt"  # tabs, padding and no final newline: awk copes, so must we
+    data = train.read_bytes()
+    assert b"\n1 1 2 " in data
+    train.write_bytes(data.replace(b"\n1 1 2 ", b"\n  1\t1 2\t", 1).rstrip(b"\n"))
     for name in ("Ebay_train.txt", "Ebay_test.txt"):
         shutil.copy(sop_root / name, shell / name)
     prepare_sop(sop_root)
