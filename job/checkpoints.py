@@ -30,7 +30,8 @@ def save(net, path: Path, meta: dict[str, Any], extra_params: list | None = None
     import mindspore as ms
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # MindSpore appends ".ckpt" to names without it, so the temporary name keeps the suffix.
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.ckpt")
     params = [{"name": p.name, "data": p} for p in net.get_parameters()]
     for p in extra_params or []:
         params.append({"name": p.name, "data": p})

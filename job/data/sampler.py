@@ -145,7 +145,7 @@ class PKBatchSampler(_RankBatchSampler):
         self.p = _check_int("p", p, 2)
         self.k = _check_int("k", k, 2)
         if singletons not in SINGLETON_MODES:
-            raise ConfigError(f"data.singletons={singletons!r} is not one of: {', '.join(SINGLETON_MODES)}")
+            raise ConfigError(f"singletons={singletons!r} is not one of: {', '.join(SINGLETON_MODES)}")
         lab = _as_labels(labels)
         order, classes, starts, counts = _class_members(lab)
         single = counts < 2
@@ -155,7 +155,7 @@ class PKBatchSampler(_RankBatchSampler):
             first = ", ".join(str(c) for c in self.dropped_classes[:5]) + (", ..." if n > 5 else "")
             raise DataError(
                 f"{n} class(es) have a single image and cannot form a positive pair "
-                f"(class ids {first}); set data.singletons=drop to leave them out"
+                f"(class ids {first}); set singletons=drop to leave them out"
             )
         keep = ~single
         self.classes = classes[keep]
@@ -164,7 +164,7 @@ class PKBatchSampler(_RankBatchSampler):
         if usable < self.p:
             raise DataError(
                 f"P x K sampling needs p={self.p} distinct classes per batch but only {usable} "
-                f"class(es) have 2 or more images; lower p (at most {usable}) or use a larger split"
+                f"class(es) have 2 or more images; lower batch_size or set pk_classes (at most {usable}) or use a larger split"
             )
         self._check_enough()
 

@@ -84,9 +84,14 @@ def evaluate(checkpoint: Path, *, data_root: Path, split_name: str | None = None
     split = load_split(data_root, split_name)
     if len(split) < 2:
         raise DataError(f"{split.source}: evaluation needs at least 2 images, found {len(split)}")
-    report = check_images(split)
-    if report.missing:
-        log.warning("%s (replaced by another image of their class)", report.summary())
+    report = check_images(split, verify=True)
+    if not report.ok:
+        # Left out, not replaced: a stand-in copy of a class-mate would match it at distance 0.
+        log.warning("%s; left out of the evaluation", report.summary())
+        gone = set(report.missing) | set(report.undecodable)
+        split = split.subset([i for i, p in enumerate(split.paths) if p not in gone])
+        if len(split) < 2:
+            raise DataError(f"{split.source}: fewer than 2 images exist under {split.root}")
     log.info("eval: %s, %d images, %d classes, %s at %dpx", split.source, len(split),
              split.num_classes, spec.backbone, size)
     t0 = time.monotonic()

@@ -83,7 +83,8 @@ def train(cfg: TrainConfig, *, data_root: Path, run_dir: Path, stage: str,
                     report.summary())
     labels = split.labels()
     loss_cls = LOSSES[cfg.loss]
-    sampler = build_sampler(cfg, labels, ranks)
+    # class ids (not contiguous labels) so messages name the dataset's own classes
+    sampler = build_sampler(cfg, split.class_ids, ranks)
     if getattr(sampler, "dropped_classes", None):
         dropped = sampler.dropped_classes
         log.warning("%d classes have a single image and cannot form a positive pair; "

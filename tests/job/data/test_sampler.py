@@ -64,7 +64,7 @@ def test_pk_singletons_error_names_them() -> None:
     with pytest.raises(DataError) as exc:
         PKBatchSampler(LABELS, 3, 4, singletons="error")
     msg = str(exc.value)
-    assert "3 class(es)" in msg and "61, 62, 63" in msg and "data.singletons=drop" in msg
+    assert "3 class(es)" in msg and "61, 62, 63" in msg and "singletons=drop" in msg
     with pytest.raises(ConfigError, match="drop, error"):
         PKBatchSampler(LABELS, 3, 4, singletons="keep")
 
