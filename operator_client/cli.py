@@ -1,0 +1,432 @@
+"""`python -m operator_client`: render, submit and manage the training jobs.
+
+Every error a user can cause ends in one line `error: ...` on stderr and exit code 2.
+`wait` exits 0 when the job completed, 1 when it failed, 124 on timeout.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from . import names, rank_table
+from .errors import ClientError, RankTableError, WaitTimeout
+from .spec import DEFAULT_STAGES, LAUNCH_MODES, LOSSES, JobSpec, load_spec_file, spec_from_sources
+from .status import JobStatus, age
+
+PROG = "python -m operator_client"
+EXIT_FAILED = 1
+EXIT_USER_ERROR = 2
+EXIT_TIMEOUT = 124
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(JobSpec)}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
+class StatusLine:
+    """Progress while waiting: one rewritten line on a terminal, else one line per change."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last: str | None = None
+
+    def __call__(self, message: str) -> None:
+        if message == self.last:
+            return
+        self.last = message
+        if self.tty:
+            width = shutil.get_terminal_size((120, 20)).columns - 1
+            self.stream.write("\r\033[K" + message[:width])
+        else:
+            self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.last = None
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# --- argument groups ------------------------------------------------------------------------
+
+def _add_connection(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    group = parser.add_argument_group("cluster connection")
+    group.add_argument("--kubeconfig", metavar="FILE",
+                       help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
+    group.add_argument("--context", help="kubeconfig context (default: its current context)")
+    if namespace:
+        group.add_argument("-n", "--namespace", default=names.DEFAULT_NAMESPACE,
+                           help=f"namespace of the job (default: {names.DEFAULT_NAMESPACE})")
+    group.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS",
+                       help="seconds between looks at the cluster while waiting (default: 2)")
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    group = parser.add_argument_group("job options (also from -f FILE; flags win)")
+    group.add_argument("-f", "--file", metavar="FILE",
+                       help="YAML file of job options, keys as the long flags: "
+                            "'loss: triplet', 'servers: 2', 'set: {epochs: 10}'")
+    group.add_argument("--loss", help=f"loss: {', '.join(LOSSES)} (softmax only with --stages pretrain)")
+    group.add_argument("--stages", help=f"comma-separated stages in pipeline order "
+                                        f"(default: {','.join(DEFAULT_STAGES)}; also: export)")
+    group.add_argument("--servers", help=f"servers, one rank pod each (default: {d['servers']})")
+    group.add_argument("--devices-per-server", help="Ascend 910 NPUs per server: 1, 2, 4 or 8 "
+                                                    f"(default: {d['devices_per_server']})")
+    group.add_argument("--image", help=f"container image with the job package (default: {d['image']})")
+    group.add_argument("-n", "--namespace", help=f"namespace (default: {d['namespace']})")
+    group.add_argument("--queue", help=f"Volcano queue (default: {d['queue']})")
+    group.add_argument("--name", help="job name (default: sop-<loss>-<MMDD-HHMMSS>-<random>)")
+    group.add_argument("--data-pvc", help=f"PVC holding the SOP dataset, mounted at {names.DATA_MOUNT}; "
+                                          f"the dataset is read from {names.DATA_DIR} "
+                                          f"(default: {d['data_pvc']})")
+    group.add_argument("--data-subpath", help="folder of the data volume to mount at "
+                                              f"{names.DATA_MOUNT} (default: the whole volume)")
+    group.add_argument("--runs-pvc", help=f"PVC for run directories, mounted at {names.RUNS_MOUNT}; "
+                                          f"the job writes {names.RUNS_MOUNT}/<name> "
+                                          f"(default: {d['runs_pvc']})")
+    group.add_argument("--pretrained-ckpt", metavar="PATH",
+                       help="checkpoint to start from, as a path inside the pod")
+    group.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                       help="trainer setting passed on to the job (repeatable), e.g. --set epochs=10")
+    group.add_argument("--launch", help=f"start-up mode: {' or '.join(LAUNCH_MODES)} "
+                                        f"(default: {d['launch']})")
+    group.add_argument("--max-retry", help=f"job restarts after a failed or evicted pod "
+                                           f"(default: {d['max_retry']})")
+
+
+_SPEC_FLAGS = ("loss", "stages", "servers", "devices_per_server", "image", "namespace", "queue",
+               "name", "data_pvc", "data_subpath", "runs_pvc", "pretrained_ckpt", "overrides",
+               "launch", "max_retry")
+
+
+def spec_from_args(args: argparse.Namespace) -> JobSpec:
+    """The JobSpec of `-f FILE` and the flags (flags win), named."""
+    file_values = load_spec_file(args.file) if args.file else {}
+    flags = {field: getattr(args, field) for field in _SPEC_FLAGS}
+    return spec_from_sources(file_values, flags).with_name()
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def _client(args: argparse.Namespace, namespace: str) -> Any:
+    from .client import JobClient
+    from .cluster import Cluster
+
+    if args.poll_interval <= 0:
+        raise ClientError(f"--poll-interval must be positive, got {args.poll_interval:g}")
+    return JobClient(Cluster.connect(args.kubeconfig, args.context), namespace,
+                     poll_interval=args.poll_interval)
+
+
+def _job_name(args: argparse.Namespace, client: Any) -> str:
+    if args.name:
+        return args.name
+    name = client.latest_job()
+    _say(f"(newest job in {client.namespace}: {name})")
+    return name
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import render, to_yaml
+
+    manifests = render(spec_from_args(args))
+    if args.output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}, indent=2))
+    else:
+        sys.stdout.write(to_yaml(manifests))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    client = _client(args, spec.namespace)
+    line = StatusLine()
+    fill = spec.uses_rank_table and not args.no_fill
+    try:
+        client.submit(spec, fill=False)
+        _say(f"submitted job {spec.name} to namespace {spec.namespace}: {spec.servers} server(s) x "
+             f"{spec.devices_per_server} NPUs, queue {spec.queue}, stages {','.join(spec.stages)}")
+        if fill:
+            try:
+                client.fill_rank_table(spec.name, timeout=args.fill_timeout, on_progress=line)
+            except WaitTimeout as e:
+                line.close()
+                raise WaitTimeout(
+                    f"{e}; the job stays queued: fill its rank table later with "
+                    f"'{PROG} rank-table --fill {spec.name} -n {spec.namespace}' or cancel it") from e
+    finally:
+        line.close()
+    print(spec.name)
+    _say(f"follow it with: {PROG} logs {spec.name} -n {spec.namespace} --follow")
+    return 0
+
+
+def _status_dict(status: JobStatus) -> dict[str, Any]:
+    return dataclasses.asdict(status) | {"restarts": status.restarts}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args, args.namespace)
+    status = client.status(_job_name(args, client))
+    if args.output == "json":
+        print(json.dumps(_status_dict(status), indent=2))
+        return 0
+    devices = f" x {status.devices_per_server} NPUs" if status.devices_per_server else ""
+    print(f"job {status.name}  namespace {status.namespace}  phase {status.phase}  "
+          f"servers {status.servers}{devices}  retries {status.retry_count}/{status.max_retry}  "
+          f"restarts {status.restarts}  age {age(status.created)}")
+    if status.pods:
+        rows = [("POD", "PHASE", "NODE", "RESTARTS", "PROBLEM")]
+        rows += [(names.pod_short_name(p.name, status.name), p.phase, p.node or "-", str(p.restarts),
+                  p.reason or "") for p in status.pods]
+        print(_table(rows))
+    else:
+        print("no pods yet")
+    if status.reason:
+        print(f"reason: {status.reason}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    client = _client(args, args.namespace)
+    jobs = client.list(all_jobs=args.all)
+    if not jobs:
+        _say(f"no jobs in namespace {args.namespace}")
+        return 0
+    rows = [("NAME", "PHASE", "LOSS", "SERVERS", "NPUS", "RETRIES", "AGE")]
+    rows += [(j.name, j.phase, j.loss or "-", str(j.servers), str(j.devices_per_server or "-"),
+              f"{j.retry_count}/{j.max_retry}", age(j.created)) for j in jobs]
+    print(_table(rows))
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    client = _client(args, args.namespace)
+    name = _job_name(args, client)
+    line = StatusLine()
+    try:
+        status = client.wait(name, timeout=args.timeout, on_progress=line)
+    finally:
+        line.close()
+    print(f"{status.name}: {status.phase}" + (f" - {status.reason}" if status.reason and not status.succeeded else ""))
+    return 0 if status.succeeded else EXIT_FAILED
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client = _client(args, args.namespace)
+    name = _job_name(args, client)
+    line = StatusLine()
+    try:
+        for log_line in client.logs(name, follow=args.follow, rank=args.rank, on_progress=line):
+            line.close()
+            sys.stdout.write(log_line.format(name) + "\n")
+            sys.stdout.flush()
+    finally:
+        line.close()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args, args.namespace)
+    client.cancel(args.name)
+    _say(f"deleted job {args.name} (Volcano deletes its pods) and its rank table")
+    return 0
+
+
+def cmd_rank_table(args: argparse.Namespace) -> int:
+    if args.fill:
+        client = _client(args, args.namespace)
+        line = StatusLine()
+        try:
+            table = client.fill_rank_table(args.fill, timeout=args.timeout, watch=args.watch,
+                                           on_progress=line)
+        finally:
+            line.close()
+        _say(f"rank table of {args.fill}: {table.get('server_count')} server(s), "
+             f"{rank_table.rank_size(table)} ranks, written to "
+             f"{names.rank_table_configmap(args.fill)}")
+        if args.output:
+            _write(args.output, rank_table.dumps(table))
+        return 0
+    sources = [("hccn", path) for path in args.hccn_conf or []] + \
+              [("ips", ips) for ips in args.device_ips or []]
+    if not sources:
+        raise ClientError("rank-table needs --fill JOB, --hccn-conf FILE or --device-ips IP,IP,...")
+    if args.hccn_conf and args.device_ips:
+        raise ClientError("use either --hccn-conf or --device-ips, not both")
+    server_ips = args.server_ip or []
+    if len(server_ips) != len(sources):
+        raise ClientError(
+            f"give one --server-ip per {'--hccn-conf' if args.hccn_conf else '--device-ips'} "
+            f"(in the same order): {len(sources)} source(s), {len(server_ips)} --server-ip")
+    devices = rank_table.parse_device_list(args.devices) if args.devices else None
+    servers = []
+    for (kind, value), server_ip in zip(sources, server_ips):
+        if kind == "hccn":
+            try:
+                text = Path(value).read_text(encoding="utf-8")
+            except OSError as e:
+                raise RankTableError(f"cannot read hccn.conf {value!r}: {e.strerror}") from e
+            servers.append(rank_table.server_from_hccn_conf(text, server_ip, devices))
+        else:
+            ips = [ip.strip() for ip in value.split(",") if ip.strip()]
+            servers.append(rank_table.server_from_ips(server_ip, ips, devices))
+    text = rank_table.dumps(rank_table.build(servers))
+    if args.output:
+        _write(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ClientError(f"cannot write {path!r}: {e.strerror}") from e
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Render, submit and manage deep-metric-learning training jobs (MindSpore, "
+                    "ResNet50, Stanford Online Products) as Volcano jobs on Ascend 910 servers.",
+        epilog=f"One-off cluster set-up: kubectl apply -k manifests/cluster. "
+               f"Example: {PROG} submit --loss triplet --servers 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log API calls and error causes")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+
+    p = commands.add_parser("render", help="print the job's manifests (no cluster needed)",
+                            description="Print the Volcano Job and its rank-table ConfigMap as "
+                                        "YAML, ready for 'kubectl apply -f -'. Touches no cluster.")
+    _add_job_options(p)
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format (default: yaml)")
+    p.set_defaults(func=cmd_render)
+
+    p = commands.add_parser("submit", help="create the job and fill its rank table",
+                            description="Create the job on the cluster, then wait until its pods "
+                                        "are scheduled and write their HCCL rank table. Prints "
+                                        "the job name on stdout.")
+    _add_job_options(p)
+    _add_connection(p, namespace=False)
+    p.add_argument("--no-fill", action="store_true",
+                   help="do not write the rank table (clusters whose Ascend Operator fills it)")
+    p.add_argument("--fill-timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="how long to wait for the pods to be scheduled (default: 900)")
+    p.set_defaults(func=cmd_submit)
+
+    p = commands.add_parser("status", help="phase, pods, restarts and why a job is stuck",
+                            description="Show a job's phase, its pods, restarts, retry count, and "
+                                        "the reason when it is stuck or failed.")
+    p.add_argument("name", nargs="?", help="job name (default: the newest job)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _add_connection(p)
+    p.set_defaults(func=cmd_status)
+
+    p = commands.add_parser("list", help="the namespace's jobs",
+                            description="List the jobs submitted with this client (--all: every Volcano job).")
+    p.add_argument("--all", action="store_true", help="every Volcano job of the namespace")
+    _add_connection(p)
+    p.set_defaults(func=cmd_list)
+
+    p = commands.add_parser("wait", help="wait until a job completes or fails",
+                            description="Wait until the job is Completed (exit 0) or Failed, "
+                                        "Aborted or Terminated (exit 1); exit 124 on timeout.")
+    p.add_argument("name", nargs="?", help="job name (default: the newest job)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    _add_connection(p)
+    p.set_defaults(func=cmd_wait)
+
+    p = commands.add_parser("logs", help="every rank pod's log, prefixed with its pod",
+                            description="Print the logs of the job's rank pods, each line prefixed "
+                                        "with its pod (worker-<server index>). --follow streams "
+                                        "them from Pending until the job ends, each line once.")
+    p.add_argument("name", nargs="?", help="job name (default: the newest job)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
+    p.add_argument("--rank", type=int, metavar="N",
+                   help="only the pod of server index N (VC_TASK_INDEX)")
+    _add_connection(p)
+    p.set_defaults(func=cmd_logs)
+
+    p = commands.add_parser("cancel", help="delete a job, its pods and its rank table",
+                            description="Delete the job; Volcano deletes its pods. Run directories "
+                                        "on the runs volume are kept.")
+    p.add_argument("name", help="job name")
+    _add_connection(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = commands.add_parser(
+        "rank-table", help="fill a job's HCCL rank table, or print a static one",
+        description="--fill JOB: wait until every pod of JOB is scheduled and annotated by the "
+                    "Ascend device plugin, then write the rank table into its ConfigMap "
+                    "(status completed). Otherwise print a static table (format 1.0), like "
+                    "hccl_tools.py: one --server-ip per --hccn-conf or per --device-ips list.",
+        epilog=f"examples:\n  {PROG} rank-table --fill sop-triplet-0612-1530-a3f9\n"
+               f"  {PROG} rank-table --hccn-conf /etc/hccn.conf --server-ip 10.0.0.1\n"
+               f"  {PROG} rank-table --device-ips 192.168.100.101,192.168.101.101 "
+               f"--server-ip 10.0.0.1 --devices 0,1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fill", metavar="JOB", help="fill the rank table of this job")
+    p.add_argument("--watch", action="store_true",
+                   help="with --fill: keep the table in step with job restarts until the job ends")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="with --fill: how long to wait for the pods (default: 900)")
+    p.add_argument("--hccn-conf", action="append", metavar="FILE",
+                   help="a server's /etc/hccn.conf (address_<id>=<ip> lines); repeatable")
+    p.add_argument("--device-ips", action="append", metavar="IP,IP,...",
+                   help="a server's device NIC IPs, device 0 first; repeatable")
+    p.add_argument("--server-ip", action="append", metavar="IP",
+                   help="host IP of the server, once per --hccn-conf / --device-ips, same order")
+    p.add_argument("--devices", metavar="LIST",
+                   help="device ids to use, e.g. 0,1,2,3 or 0-7 (default: all listed)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the table to FILE instead of stdout")
+    _add_connection(p)
+    p.set_defaults(func=cmd_rank_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ClientError as e:
+        _say(f"error: {e}")
+        if args.verbose and e.__cause__ is not None:
+            _say(f"  caused by: {type(e.__cause__).__name__}: {str(e.__cause__).strip()[:500]}")
+        return EXIT_USER_ERROR
+    except WaitTimeout as e:
+        _say(f"error: {e}")
+        return EXIT_TIMEOUT
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130

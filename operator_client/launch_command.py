@@ -1,0 +1,70 @@
+"""The contract with the job side: the command line and env a rank pod's container runs with.
+
+`launch_command` is the one place that builds `python -m job launch ...`; `launch_env` the env
+vars the launcher reads. Everything else (render, the CPU variant, eval jobs) calls these.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import names
+from .spec import JobSpec
+
+
+def launch_command(spec: JobSpec) -> list[str]:
+    """The rank pod's command: `python -m job launch --stages ... --loss ... ...`.
+
+    Rank-table mode passes the mounted table; dynamic mode passes nothing cluster-specific on
+    the command line (the MS_SCHED_* env of `launch_env` carries it).
+    """
+    if spec.name is None:
+        raise ValueError("launch_command needs a spec with a name (JobSpec.with_name())")
+    command = [
+        "python", "-m", "job", "launch",
+        "--stages", ",".join(spec.stages),
+        "--loss", spec.loss,
+        "--data", names.DATA_DIR,
+        "--run-dir", names.run_dir(spec.name),
+        "--launch", spec.launch,
+    ]
+    if spec.uses_rank_table:
+        command += ["--rank-table", names.RANK_TABLE_FILE]
+    command += ["--devices-per-server", str(spec.devices_per_server)]
+    if spec.pretrained_ckpt is not None:
+        command += ["--pretrained-ckpt", spec.pretrained_ckpt]
+    for key, value in spec.overrides:
+        command += ["--set", f"{key}={value}"]
+    return command
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def launch_env(spec: JobSpec) -> list[dict[str, Any]]:
+    """Env vars of the rank container (besides VC_TASK_INDEX, which Volcano's env plugin adds).
+
+    Both modes: POD_IP and HOST_IP (downward API; the rank table's server_id is the host IP)
+    and ASCEND_VISIBLE_DEVICES from the device plugin's annotation.
+    Dynamic mode adds MS_SCHED_HOST (the pod with task index 0, through the svc plugin's
+    headless Service), MS_SCHED_PORT, MS_WORKER_NUM (= servers x devices) and MS_NODE_RANK.
+    MS_NODE_RANK comes from the pod label volcano.sh/task-index, which holds the same value as
+    VC_TASK_INDEX: an env value cannot reference VC_TASK_INDEX, because Volcano appends that
+    variable after the template's own env and Kubernetes only expands earlier variables.
+    """
+    if spec.name is None:
+        raise ValueError("launch_env needs a spec with a name (JobSpec.with_name())")
+    env = [
+        _field_env(names.ENV_POD_IP, "status.podIP"),
+        _field_env(names.ENV_HOST_IP, "status.hostIP"),
+        _field_env(names.ENV_ASCEND_VISIBLE_DEVICES,
+                   f"metadata.annotations['{names.ANNOTATION_ASCEND_DEVICES}']"),
+    ]
+    if not spec.uses_rank_table:
+        env += [
+            {"name": names.ENV_MS_SCHED_HOST, "value": names.scheduler_host(spec.name)},
+            {"name": names.ENV_MS_SCHED_PORT, "value": str(spec.scheduler_port)},
+            {"name": names.ENV_MS_WORKER_NUM, "value": str(spec.rank_size)},
+            _field_env(names.ENV_MS_NODE_RANK, f"metadata.labels['{names.LABEL_VOLCANO_TASK_INDEX}']"),
+        ]
+    return env

@@ -1,0 +1,137 @@
+"""Every Kubernetes name, label, annotation, path and env var the client uses: the single source.
+
+Three parties must agree on these strings: Volcano (job, task and pod naming, its labels and
+plugins), the Ascend device plugin / hccl-controller convention (the rank-table ConfigMap, its
+mount and the pod annotations), and the job side (`python -m job launch`, which reads the mounted
+rank table and the env vars below). Nothing else in the package spells them out.
+"""
+from __future__ import annotations
+
+import datetime
+import secrets
+
+# --- Volcano -------------------------------------------------------------------------------
+VOLCANO_GROUP = "batch.volcano.sh"
+VOLCANO_VERSION = "v1alpha1"
+VOLCANO_API_VERSION = f"{VOLCANO_GROUP}/{VOLCANO_VERSION}"
+VOLCANO_JOB_KIND = "Job"
+VOLCANO_JOB_PLURAL = "jobs"
+VOLCANO_SCHEDULER = "volcano"
+
+PODGROUP_GROUP = "scheduling.volcano.sh"
+PODGROUP_VERSION = "v1beta1"
+PODGROUP_PLURAL = "podgroups"
+QUEUE_API_VERSION = f"{PODGROUP_GROUP}/{PODGROUP_VERSION}"
+
+# Labels Volcano's job controller puts on every pod it creates.
+LABEL_VOLCANO_JOB_NAME = "volcano.sh/job-name"
+LABEL_VOLCANO_TASK_SPEC = "volcano.sh/task-spec"
+LABEL_VOLCANO_TASK_INDEX = "volcano.sh/task-index"
+LABEL_VOLCANO_QUEUE_NAME = "volcano.sh/queue-name"
+
+# Env vars injected by Volcano's `env` plugin (the pod's index within its task).
+ENV_VC_TASK_INDEX = "VC_TASK_INDEX"
+
+# The one task of our jobs: one pod per server.
+TASK_NAME = "worker"
+JOB_PHASES_TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
+JOB_PHASE_SUCCEEDED = "Completed"
+
+# --- Ascend (MindX DL device plugin, hccl-controller / Ascend Operator convention) ---------
+ASCEND_RESOURCE = "huawei.com/Ascend910"
+ANNOTATION_ASCEND_DEVICES = "huawei.com/Ascend910"
+ANNOTATION_ASCEND_CONFIGURATION = "ascend.kubectl.kubernetes.io/ascend-910-configuration"
+LABEL_RING_CONTROLLER = "ring-controller.atlas"
+RING_CONTROLLER_VALUE = "ascend-910"
+RANK_TABLE_VOLUME = "ascend-910-config"
+RANK_TABLE_DIR = "/user/serverid/devindex/config"
+RANK_TABLE_KEY = "hccl.json"
+RANK_TABLE_FILE = f"{RANK_TABLE_DIR}/{RANK_TABLE_KEY}"
+VALID_DEVICES_PER_SERVER = (1, 2, 4, 8)
+DEVICES_PER_SERVER_MAX = 8
+
+# --- Our own labels and annotations -------------------------------------------------------
+LABEL_APP_NAME = "app.kubernetes.io/name"
+LABEL_APP_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+APP_NAME = "sop-metric-job"
+MANAGED_BY = "operator_client"
+LABEL_LOSS = "sop-metric-job/loss"
+ANNOTATION_STAGES = "sop-metric-job/stages"
+ANNOTATION_LAUNCH = "sop-metric-job/launch"
+# On the rank-table ConfigMap: the uids of the pods the table was built from (for --watch).
+ANNOTATION_RANK_TABLE_PODS = "sop-metric-job/rank-table-pods"
+
+# --- Pod layout: volumes, mounts, container -----------------------------------------------
+CONTAINER_NAME = "worker"
+DATA_VOLUME = "sop-data"
+DATA_MOUNT = "/data"
+DATA_DIR = f"{DATA_MOUNT}/sop"          # the SOP dataset inside the data volume (after subPath)
+RUNS_VOLUME = "runs"
+RUNS_MOUNT = "/runs"
+SHM_VOLUME = "dshm"
+
+# Env vars of the rank pod (the contract with `python -m job launch`).
+ENV_POD_IP = "POD_IP"
+ENV_HOST_IP = "HOST_IP"
+ENV_ASCEND_VISIBLE_DEVICES = "ASCEND_VISIBLE_DEVICES"
+ENV_MS_SCHED_HOST = "MS_SCHED_HOST"
+ENV_MS_SCHED_PORT = "MS_SCHED_PORT"
+ENV_MS_WORKER_NUM = "MS_WORKER_NUM"
+ENV_MS_NODE_RANK = "MS_NODE_RANK"
+DEFAULT_SCHEDULER_PORT = 8118
+
+# --- Cluster set-up defaults (manifests/cluster) -------------------------------------------
+DEFAULT_NAMESPACE = "metric-learn"
+DEFAULT_QUEUE = "metric-learn"
+DEFAULT_DATA_PVC = "sop-data"
+DEFAULT_RUNS_PVC = "sop-runs"
+DEFAULT_SERVICE_ACCOUNT = "sop-job"
+DEFAULT_IMAGE = "sop-metric-job:latest"
+SUBMITTER_ROLE = "sop-submitter"
+
+# Longest pod-name suffix we allow: "-worker-" plus up to 3 digits (servers <= 1000).
+_POD_SUFFIX_MAX = len(f"-{TASK_NAME}-") + 3
+# Pod names become hostnames (svc plugin): 63 characters at most.
+JOB_NAME_MAX = 63 - _POD_SUFFIX_MAX
+
+
+def pod_name(job: str, index: int) -> str:
+    """Name Volcano gives the pod of server `index`: `<job>-<task>-<index>`."""
+    return f"{job}-{TASK_NAME}-{index}"
+
+
+def pod_short_name(pod: str, job: str) -> str:
+    """`worker-3` for `<job>-worker-3` (the prefix of log lines)."""
+    prefix = f"{job}-"
+    return pod[len(prefix):] if pod.startswith(prefix) else pod
+
+
+def rank_table_configmap(job: str) -> str:
+    """The ConfigMap holding the job's HCCL rank table (hccl-controller convention)."""
+    return f"rings-config-{job}"
+
+
+def scheduler_host(job: str) -> str:
+    """DNS name of the pod with VC_TASK_INDEX 0, through the svc plugin's headless Service."""
+    return f"{pod_name(job, 0)}.{job}"
+
+
+def run_dir(job: str) -> str:
+    """The job's run directory on the runs volume, as the pod sees it."""
+    return f"{RUNS_MOUNT}/{job}"
+
+
+def job_selector(job: str) -> str:
+    """Label selector of the pods of a Volcano job."""
+    return f"{LABEL_VOLCANO_JOB_NAME}={job}"
+
+
+OUR_JOBS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+def default_job_name(loss: str, now: datetime.datetime | None = None, token: str | None = None) -> str:
+    """A fresh job name: `sop-<loss>-<MMDD-HHMMSS>-<4 hex>`, unique and a valid DNS label."""
+    now = now if now is not None else datetime.datetime.now()
+    token = token if token is not None else secrets.token_hex(2)
+    return f"sop-{loss}-{now:%m%d-%H%M%S}-{token}"
