@@ -17,6 +17,7 @@ from job.errors import ConfigError, JobError
 log = logging.getLogger("job.cli")
 
 STAGE_DIRS = ("pretrain", "finetune")
+DEMO_CLASSES = (400, 300)   # train, test classes of `demo`: about 2 minutes on 2 cores
 
 
 def _add_common_train(p: argparse.ArgumentParser) -> None:
@@ -201,7 +202,7 @@ def cmd_demo(a) -> int:
 
     if not (a.data / "Ebay_train.txt").is_file():
         print(f"building the demo dataset in {a.data} ...", flush=True)
-        info = make_demo_data(a.data)
+        info = make_demo_data(a.data, train_classes=DEMO_CLASSES[0], test_classes=DEMO_CLASSES[1])
         print(f"demo dataset: {json.dumps(info)}", flush=True)
     for stage in STAGE_DIRS:
         print(f"== {stage} ==", flush=True)

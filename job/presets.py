@@ -44,17 +44,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Sized for the demo data (a few hundred classes, 64 px JPEGs) on 2 CPU cores.
     "cpu": {
         "softmax": {"backbone": "resnet-mini", "image_size": 48, "batch_size": 64,
-                    "epochs": 8, "lr_schedule": "cosine", "lr_max": 0.1, "warmup_epochs": 1,
+                    "epochs": 15, "lr_schedule": "cosine", "lr_max": 0.1, "warmup_epochs": 1,
                     "train_split": "train", "eval_split": "test", "num_workers": 2,
-                    "save_checkpoint_epochs": 4, "log_every": 5},
+                    "save_checkpoint_epochs": 5, "log_every": 10},
         "triplet": {"backbone": "resnet-mini", "image_size": 48, "batch_size": 64,
-                    "epochs": 6, "lr_schedule": "const", "lr_max": 0.01,
+                    "epochs": 10, "lr_schedule": "const", "lr_max": 0.01,
                     "train_split": "train", "eval_split": "test", "num_workers": 2,
-                    "save_checkpoint_epochs": 3, "log_every": 5},
+                    "save_checkpoint_epochs": 5, "log_every": 10},
         "quadruplet": {"backbone": "resnet-mini", "image_size": 48, "batch_size": 64,
-                       "epochs": 6, "lr_schedule": "const", "lr_max": 0.01,
+                       "epochs": 10, "lr_schedule": "const", "lr_max": 0.01,
                        "train_split": "train", "eval_split": "test", "num_workers": 2,
-                       "save_checkpoint_epochs": 3, "log_every": 5},
+                       "save_checkpoint_epochs": 5, "log_every": 10},
     },
 }
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 DEVICES = ("auto", "cpu", "ascend")
+_TARGET: str | None = None
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -25,12 +26,24 @@ def init_mindspore(device: str = "auto") -> str:
     """Set MindSpore's context once per process; returns the device target."""
     import mindspore as ms
 
+    global _TARGET
     target = resolve_device(device)
+    if _TARGET is not None:          # MindSpore allows setting the device only once
+        if target != _TARGET:
+            from job.errors import ConfigError
+            raise ConfigError(f"this process already runs on {_TARGET}, not {target}")
+        return target
+    _TARGET = target
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    if target == "Ascend":
-        ms.set_device(target, int(os.environ.get("DEVICE_ID", "0")))
-    else:
-        ms.set_device(target)
+    try:
+        if target == "Ascend":
+            ms.set_device(target, int(os.environ.get("DEVICE_ID", "0")))
+        else:
+            ms.set_device(target)
+    except RuntimeError:
+        # Kernels already ran in this process (e.g. in a test session) on the default device.
+        if ms.get_context("device_target") != target:
+            raise
     return target
 
 

@@ -74,7 +74,7 @@ def test_pk_too_few_classes() -> None:
     with pytest.raises(DataError) as exc:
         PKBatchSampler(labels, 4, 2)
     msg = str(exc.value)
-    assert "p=4" in msg and "only 3" in msg and "lower p" in msg
+    assert "p=4" in msg and "only 3" in msg and "pk_classes (at most 3)" in msg
     with pytest.raises(DataError, match="fewer than world_size=4"):
         PKBatchSampler(labels, 3, 2, world_size=4)
 
