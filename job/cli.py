@@ -29,6 +29,8 @@ def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set epochs=5")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+    p.add_argument("--force-new", action="store_true",
+                   help="start a stage over when RUN holds it with another config")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
 
+    p = sub.add_parser("launch", help="run stages as a rank pod does (or --local on this machine)")
+    p.add_argument("--stages", default="pretrain,finetune,eval",
+                   help="comma-separated, in order: pretrain,finetune,eval,export")
+    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"))
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--launch", dest="mode", default="single", choices=("rank-table", "dynamic", "single"))
+    p.add_argument("--rank-table", type=Path, help="the mounted hccl.json (rank-table mode)")
+    p.add_argument("--rank-table-timeout", type=float, default=900.0, metavar="SECONDS")
+    p.add_argument("--devices-per-server", type=int)
+    p.add_argument("--pretrained-ckpt", type=Path, help="ImageNet backbone for pretrain")
+    p.add_argument("--local", action="store_true", help="run on this machine (CPU, msrun-style ranks)")
+    p.add_argument("--ranks", type=int, default=1, help="with --local: number of ranks")
+    p.add_argument("--profile", default="auto", choices=("auto", "ascend", "cpu"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+    p.add_argument("--force-new", action="store_true")
+
     p = sub.add_parser("demo", help="demo data -> pretrain -> finetune -> eval on this machine")
     p.add_argument("--data", type=Path, default=Path("data/demo-sop"))
     p.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
@@ -113,16 +133,19 @@ def _profile(profile: str, device_target: str) -> str:
 
 def run_train(*, stage: str, loss: str, data: Path, run_dir: Path, profile: str = "auto",
               config: Path | None = None, overrides: list[str] | None = None,
-              init: Path | None = None, device: str = "auto") -> dict:
+              init: Path | None = None, device: str = "auto", force_new: bool = False) -> dict:
     from job import checkpoints
     from job.config import build_config
     from job.presets import preset, preset_for_stage
     from job.runtime import init_mindspore, setup_logging
     from job.train.trainer import train
 
+    from job.distributed import init_distributed
+
     target = init_mindspore(device)
+    ranks = init_distributed()          # a dynamic-cluster scheduler process exits here
     stage_dir = run_dir / stage
-    setup_logging(stage_dir / "train.log")
+    setup_logging(stage_dir / "train.log" if ranks.rank == 0 else None)
     cfg = build_config(preset(preset_for_stage(stage, loss), _profile(profile, target)),
                        yaml_file=config, overrides=overrides)
     if stage == "finetune" and init is None:
@@ -134,12 +157,13 @@ def run_train(*, stage: str, loss: str, data: Path, run_dir: Path, profile: str 
         log.warning("no --init checkpoint: pretraining starts from random weights "
                     "(the reference starts from an ImageNet ResNet50)")
     return train(cfg, data_root=data, run_dir=stage_dir, stage=stage, init_checkpoint=init,
-                 device_target=target)
+                 device_target=target, ranks=ranks, force_new=force_new)
 
 
 def cmd_train(a) -> int:
     run_train(stage=a.stage, loss=a.loss, data=a.data, run_dir=a.run_dir, profile=a.profile,
-              config=a.config, overrides=a.overrides, init=a.init, device=a.device)
+              config=a.config, overrides=a.overrides, init=a.init, device=a.device,
+              force_new=a.force_new)
     return 0
 
 
@@ -196,6 +220,21 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_launch(a) -> int:
+    from job.launch import LaunchOptions, parse_stages, run
+    from job.runtime import setup_logging
+
+    setup_logging(a.run_dir / "launch.log", verbose=a.verbose, prefix="launch")
+    opts = LaunchOptions(
+        stages=parse_stages(a.stages), loss=a.loss, data=a.data, run_dir=a.run_dir,
+        mode=a.mode, rank_table=a.rank_table, devices_per_server=a.devices_per_server,
+        pretrained_ckpt=a.pretrained_ckpt, overrides=a.overrides, profile=a.profile,
+        device="cpu" if a.local and a.device == "auto" else a.device, force_new=a.force_new,
+        local_ranks=a.ranks if a.local else None, rank_table_timeout=a.rank_table_timeout,
+        verbose=a.verbose)
+    return run(opts)
+
+
 def cmd_demo(a) -> int:
     """The README's run command: everything on the built-in demo data, on this machine."""
     from job.data import make_demo_data
@@ -224,7 +263,8 @@ def cmd_demo(a) -> int:
 
 
 COMMANDS = {"prepare-sop": cmd_prepare_sop, "make-demo-data": cmd_make_demo_data,
-            "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo}
+            "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "launch": cmd_launch,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,9 @@ from job.errors import ConfigError
 
 LR_SCHEDULES = ("steps", "const", "poly", "cosine", "linear")
 SINGLETON_POLICIES = ("drop", "error")
+# Fields that do not change what is computed; a resumed run may change them.
+OPERATIONAL_FIELDS = frozenset({"num_workers", "log_every", "eval_batch_size",
+                                "resume_every_steps"})
 
 
 @dataclass
@@ -53,10 +56,12 @@ class TrainConfig:
     margin: float = 0.1                # triplet margin; quadruplet first margin (alpha1)
     margin2: float = 0.05              # quadruplet second margin (alpha2 < alpha1)
     seed: int = 1
+    micro_batches: int = 1             # batches whose gradients are averaged per update
     max_steps_per_epoch: int = 0       # 0: the whole epoch (tests and demos cap it)
     # bookkeeping
     save_checkpoint_epochs: int = 10
     keep_checkpoint_max: int = 5
+    resume_every_steps: int = 0        # also save the resume state every N steps (0: epoch ends)
     log_every: int = 10                # steps between progress lines
     eval_batch_size: int = 64
 
@@ -72,13 +77,14 @@ class TrainConfig:
         _choice("amp_level", self.amp_level, ("auto", "O0", "O1", "O2", "O3"))
         for name in ("batch_size", "epochs", "image_size", "pk_images", "log_every",
                      "save_checkpoint_epochs", "keep_checkpoint_max", "num_workers",
-                     "eval_batch_size"):
+                     "eval_batch_size", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 16:
             raise ConfigError(f"image_size must be >= 16 pixels, got {self.image_size}")
         for name in ("lr_max", "lr_init", "lr_end", "weight_decay", "margin", "margin2",
-                     "warmup_epochs", "max_steps_per_epoch", "embedding_dim"):
+                     "warmup_epochs", "max_steps_per_epoch", "embedding_dim",
+                     "resume_every_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -94,9 +100,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Short hash of every value: tells whether a run directory was made by this config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short hash of the values that shape the result: tells whether a run directory was
+        made by this config (operational knobs such as num_workers may change on resume)."""
+        blob = json.dumps(self.result_fields(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def result_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_FIELDS}
 
 
 def _choice(name: str, value: str, valid) -> None:

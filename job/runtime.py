@@ -55,9 +55,11 @@ def rank_prefix() -> str:
     return "rank0"
 
 
-def setup_logging(log_file: Path | None = None, *, verbose: bool = False) -> None:
-    """Lines like `13:05:01 rank0 epoch 1/30 ...` on stderr and, for rank 0, in a file."""
-    fmt = logging.Formatter(f"%(asctime)s {rank_prefix()} %(levelname)s %(message)s", "%H:%M:%S")
+def setup_logging(log_file: Path | None = None, *, verbose: bool = False,
+                  prefix: str | None = None) -> None:
+    """Lines like `13:05:01 rank0 INFO epoch 1/30 ...` on stdout and, if given, in a file."""
+    fmt = logging.Formatter(f"%(asctime)s {prefix or rank_prefix()} %(levelname)s %(message)s",
+                            "%H:%M:%S")
     root = logging.getLogger("job")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False

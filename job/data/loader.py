@@ -2,7 +2,8 @@
 
 PIL releases the GIL while decoding and resizing, so threads overlap well without the
 cost of worker processes. Each sample's augmentation uses its own Generator seeded by
-(seed, epoch, index, position), so a batch is identical whatever the thread count.
+(seed, epoch, index, global batch number, row), so a batch is identical whatever the thread
+count, the rank that loads it, or where a resumed epoch restarts.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class BatchLoader:
         num_workers: int = 2,
         prefetch: int = 2,
         start_batch: int = 0,
+        batch_ids: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         for name, value, low in (
             ("num_workers", num_workers, 0),
@@ -68,8 +70,11 @@ class BatchLoader:
         self.num_workers, self.prefetch = int(num_workers), int(prefetch)
         self.start_batch = int(start_batch)
         self._labels = split.labels()
-        # position of each batch's first row in the epoch, counted over all batches given
-        self._offsets = np.concatenate([[0], np.cumsum([b.size for b in self.batches])]).astype(np.int64)
+        # global batch numbers (sampler.batch_ids()); default: the order given
+        self._ids = (np.arange(len(self.batches), dtype=np.int64) if batch_ids is None
+                     else np.asarray(batch_ids, dtype=np.int64).reshape(-1))
+        if len(self._ids) != len(self.batches):
+            raise ConfigError(f"{len(self._ids)} batch_ids for {len(self.batches)} batches")
         self._lock = threading.Lock()
         self._bad: dict[int, str] = {}  # split index -> failure reason
         self._by_class: dict[int, np.ndarray] | None = None
@@ -106,7 +111,7 @@ class BatchLoader:
                 self._by_class = {int(c): order[s:e] for c, s, e in zip(classes, starts, ends)}
             return self._by_class[int(self._labels[index])]
 
-    def _load_one(self, index: int, position: int) -> np.ndarray:
+    def _load_one(self, index: int, position: tuple[int, int]) -> np.ndarray:
         img = self._decode(index)
         if img is None:
             with self._lock:
@@ -120,17 +125,17 @@ class BatchLoader:
         if img is None:
             return np.zeros((3, self.transform.size, self.transform.size), dtype=np.float32)
         if isinstance(self.transform, TrainTransform):
-            rng = np.random.default_rng([self.seed, self.epoch, index, position])
+            rng = np.random.default_rng([self.seed, self.epoch, index, *position])
             return self.transform(img, rng)
         return self.transform(img)
 
     # ----------------------------------------------------------------------- iteration
     def _load_batch(self, b: int, pool: ThreadPoolExecutor | None) -> list:
         idx = self.batches[b]
-        first = int(self._offsets[b])
+        gid = int(self._ids[b])
         if pool is None:
-            return [self._load_one(int(i), first + j) for j, i in enumerate(idx)]
-        return [pool.submit(self._load_one, int(i), first + j) for j, i in enumerate(idx)]
+            return [self._load_one(int(i), (gid, j)) for j, i in enumerate(idx)]
+        return [pool.submit(self._load_one, int(i), (gid, j)) for j, i in enumerate(idx)]
 
     def _assemble(self, b: int, parts: list) -> tuple[np.ndarray, np.ndarray]:
         arrays = [p.result() if isinstance(p, Future) else p for p in parts]

@@ -86,6 +86,14 @@ class _RankBatchSampler:
         """This rank's batches of `epoch`: global batches rank, rank + W, rank + 2W, ..."""
         return self.global_batches(epoch)[self.rank :: self.world_size]
 
+    def batch_ids(self) -> np.ndarray:
+        """Global numbers of this rank's batches (the same every epoch): rank, rank + W, ...
+
+        The loader seeds augmentation by them, so a sample is augmented identically whichever
+        rank, or how many micro-batches on one rank, processes its batch.
+        """
+        return self.rank + self.world_size * np.arange(len(self), dtype=np.int64)
+
 
 class ShuffleBatchSampler(_RankBatchSampler):
     """Plain shuffled batches, for softmax pre-training."""
