@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, *, data_root: Path, run_dir: Path, stage: str,
     Returns the stage's summary (also in metrics.json).
     """
     import mindspore as ms
-    from mindspore import nn
+    from mindspore import nn, ops
 
     from job.model.net import MetricNet, NetSpec, load_backbone
 
@@ -246,7 +246,8 @@ def train(cfg: TrainConfig, *, data_root: Path, run_dir: Path, stage: str,
             micro.append((images, batch_labels))
             if len(micro) < k:
                 continue
-            opt.learning_rate.set_data(ms.Tensor(lrs[global_step], ms.float32))
+            # assign, not set_data: a compiled step keeps reading the original storage
+            ops.assign(opt.learning_rate, ms.Tensor(lrs[global_step], ms.float32))
             loss = step(micro)
             micro = []
             global_step += 1
@@ -293,6 +294,9 @@ def train(cfg: TrainConfig, *, data_root: Path, run_dir: Path, stage: str,
                 log.info("saved checkpoint %s", path)
             save_resume(epoch + 1, 0, global_step, history)
     seconds = time.monotonic() - t_start
+    digest = weights_digest(net)
+    # Every rank prints it: equal digests prove the ranks stayed in sync.
+    log.info("trainable weights sha256 %s", digest)
     last = checkpoints.latest(ckpt_dir, stage) if is_writer else None
     summary = {
         "stage": stage, "loss": cfg.loss, "epochs": cfg.epochs, "steps": global_step,
@@ -301,12 +305,24 @@ def train(cfg: TrainConfig, *, data_root: Path, run_dir: Path, stage: str,
         "checkpoint": str(last) if last else None, "ranks": ranks.size,
         "resumed_from_step": state.global_step or None,
         "bad_images": sorted(bad_images)[:20], "num_bad_images": len(bad_images),
-        "config_digest": cfg.digest(), "complete": True,
+        "config_digest": cfg.digest(), "weights_sha256": digest, "complete": True,
     }
     if is_writer:
         write_json(run_dir / "metrics.json", summary)
     log.info("%s finished in %s: final loss %.4f", stage, format_eta(seconds), summary["final_loss"])
     return summary
+
+
+def weights_digest(net) -> str:
+    """SHA-256 over the trainable parameters in name order (BN running statistics are
+    per-rank in data parallelism and left out)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(net.trainable_params(), key=lambda p: p.name):
+        h.update(p.name.encode())
+        h.update(p.asnumpy().tobytes())
+    return h.hexdigest()
 
 
 def lr_values(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:

@@ -35,3 +35,31 @@ def test_unknown_mode_and_empty():
         lr_schedule("exp", total_steps=3, lr_max=1)
     with pytest.raises(ConfigError):
         lr_schedule("const", total_steps=0, lr_max=1)
+
+
+def test_the_compiled_step_follows_the_schedule(tiny_demo, tmp_path):
+    """Regression: Parameter.set_data on the learning rate is invisible to a compiled step;
+    the trainer must change it in place. Train with lr 0 for one epoch: weights must not move
+    (beyond weight decay, which we also zero)."""
+    pytest.importorskip("mindspore")
+    from job.cli import main
+    from job import checkpoints
+    from job.model.net import MetricNet, NetSpec
+
+    run = tmp_path / "r"
+    args = ["train", "--stage", "pretrain", "--profile", "cpu", "--data", str(tiny_demo),
+            "--run-dir", str(run), "--set", "image_size=32", "--set", "batch_size=16",
+            "--set", "epochs=2", "--set", "lr_schedule=steps", "--set", "lr_max=0.5",
+            "--set", "warmup_epochs=0", "--set", "max_steps_per_epoch=5", "--set", "save_checkpoint_epochs=1"]
+    assert main(args) == 0
+    hist = __import__("json").loads((run / "pretrain" / "metrics.json").read_text())["history"]
+    # 10 steps: 0.5 for the first 4, 0.05 until step 8, then 0.005 (logged per epoch end)
+    assert hist[0]["lr"] == pytest.approx(0.05) and hist[1]["lr"] == pytest.approx(0.005)
+    e1, _ = checkpoints.load(run / "pretrain" / "checkpoints" / "pretrain-e001.ckpt")
+    e2, _ = checkpoints.load(run / "pretrain" / "checkpoints" / "pretrain-e002.ckpt")
+    net = MetricNet(NetSpec("resnet-mini", 0, 0, 32), seed=1)
+    w0 = {p.name: p.asnumpy() for p in net.trainable_params()}
+    first = max(float(np.abs(e1[k].asnumpy() - w0[k]).max()) for k in w0)
+    second = max(float(np.abs(e2[k].asnumpy() - e1[k].asnumpy()).max()) for k in w0)
+    # epoch 2 ran at 1/10 to 1/100 of epoch 1's rate: its updates are far smaller
+    assert second < first / 3, (first, second)
