@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "next to the checkpoint)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int)
+    p.add_argument("--show", type=int, default=0, metavar="N",
+                   help="also write a PNG of N random queries and their top-5 neighbours")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
 
     p = sub.add_parser("export", help="export the feature extractor (MINDIR by default)")
@@ -181,7 +183,7 @@ def newest_checkpoint(run_dir: Path) -> Path:
 
 def run_eval(*, data: Path, checkpoint: Path | None = None, run_dir: Path | None = None,
              split: str | None = None, out: Path | None = None, batch_size: int = 64,
-             image_size: int | None = None, device: str = "auto") -> dict:
+             image_size: int | None = None, device: str = "auto", show: int = 0) -> dict:
     from job.evaluation.evaluate import evaluate, format_metrics
     from job.runtime import init_mindspore, setup_logging
     from job.train.trainer import write_json
@@ -191,8 +193,11 @@ def run_eval(*, data: Path, checkpoint: Path | None = None, run_dir: Path | None
     if out is None:
         out = (run_dir / "eval" / "metrics.json") if run_dir else ckpt.with_suffix(".metrics.json")
     setup_logging(out.parent / "eval.log")
+    if show < 0:
+        raise ConfigError(f"--show must be >= 0, got {show}")
     metrics = evaluate(ckpt, data_root=data, split_name=split, batch_size=batch_size,
-                       image_size=image_size)
+                       image_size=image_size, show=show,
+                       grid_path=out.with_name(out.stem.replace("metrics", "retrieval") + ".png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, metrics)
     print(format_metrics(metrics), flush=True)
@@ -202,7 +207,8 @@ def run_eval(*, data: Path, checkpoint: Path | None = None, run_dir: Path | None
 
 def cmd_eval(a) -> int:
     run_eval(data=a.data, checkpoint=a.checkpoint, run_dir=a.run_dir, split=a.split,
-             out=a.out, batch_size=a.batch_size, image_size=a.image_size, device=a.device)
+             out=a.out, batch_size=a.batch_size, image_size=a.image_size, device=a.device,
+             show=a.show)
     return 0
 
 
@@ -253,12 +259,14 @@ def cmd_demo(a) -> int:
         from job import checkpoints
         ckpt = checkpoints.latest(a.run_dir / stage / "checkpoints")
         out = a.run_dir / "eval" / ("metrics.json" if stage == "finetune" else f"{stage}.metrics.json")
-        rows.append((stage, run_eval(data=a.data, checkpoint=ckpt, out=out, device=a.device)))
+        rows.append((stage, run_eval(data=a.data, checkpoint=ckpt, out=out, device=a.device,
+                                     show=8 if stage == "finetune" else 0)))
     print("\nstage      Recall@1  Recall@10  Recall@100  MAP@R")
     for stage, m in rows:
         print(f"{stage:<10} {m['recall@1']:>8.4f}  {m['recall@10']:>9.4f}  "
               f"{m['recall@100']:>10.4f}  {m['map@r']:.4f}")
-    print(f"\nrun directory: {a.run_dir}  (metrics: {a.run_dir / 'eval' / 'metrics.json'})")
+    print(f"\nrun directory: {a.run_dir}  (metrics: {a.run_dir / 'eval' / 'metrics.json'}, "
+          f"retrieval picture: {a.run_dir / 'eval' / 'retrieval.png'})")
     return 0
 
 

@@ -75,8 +75,12 @@ def extract_features(net, split, image_size: int, batch_size: int,
 
 def evaluate(checkpoint: Path, *, data_root: Path, split_name: str | None = None,
              batch_size: int = 64, num_workers: int = 2,
-             image_size: int | None = None) -> dict:
-    """Every image of the split is a query against all the others. Returns metrics.json."""
+             image_size: int | None = None, show: int = 0,
+             grid_path: Path | None = None) -> dict:
+    """Every image of the split is a query against all the others. Returns metrics.json.
+
+    With `show` > 0, also writes the retrieval picture of that many random queries to
+    `grid_path`."""
     net, spec, meta = build_net_from_checkpoint(checkpoint)
     cfg = meta.get("config", {})
     split_name = split_name or cfg.get("eval_split", "test")
@@ -99,6 +103,12 @@ def evaluate(checkpoint: Path, *, data_root: Path, split_name: str | None = None
     t1 = time.monotonic()
     result = retrieval_metrics(feats, labels)
     metrics = result.to_dict()
+    if show:
+        from job.evaluation.grid import retrieval_grid
+
+        metrics["retrieval_grid"] = str(retrieval_grid(split, feats, labels, grid_path,
+                                                       queries=show))
+        log.info("retrieval grid of %d queries written to %s", show, grid_path)
     metrics.update({
         "acc": metrics["recall@1"],   # the reference's output key
         "checkpoint": str(checkpoint), "split": split_name, "data": str(data_root),

@@ -31,7 +31,7 @@ def trained(demo, tmp_path_factory):
                  "--profile", "cpu", "--set", "epochs=6", *SMALL]) == 0
     assert main(["train", "--stage", "finetune", "--loss", "triplet", "--data", str(demo),
                  "--run-dir", str(run), "--profile", "cpu", "--set", "epochs=4", *SMALL]) == 0
-    assert main(["eval", "--data", str(demo), "--run-dir", str(run)]) == 0
+    assert main(["eval", "--data", str(demo), "--run-dir", str(run), "--show", "4"]) == 0
     return run
 
 
@@ -76,3 +76,17 @@ def test_export_mindir_matches_checkpoint(trained, tmp_path):
     np.testing.assert_allclose(graph(ms.Tensor(x)).asnumpy(), net(ms.Tensor(x)).asnumpy(),
                                rtol=1e-4, atol=1e-5)
     assert graph(ms.Tensor(x)).shape == (1, 128)
+
+
+def test_retrieval_grid_png(trained):
+    from PIL import Image
+
+    png = trained / "eval" / "retrieval.png"
+    assert json.loads((trained / "eval" / "metrics.json").read_text())["retrieval_grid"] == str(png)
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+        assert im.size == ((5 + 1) * 96 + 96 // 4, 4 * 96)
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    # every neighbour tile has a green or red frame: sample the top-left frame pixel of each
+    frames = [tuple(rgb[r * 96 + 3, 96 + 24 + c * 96 + 3]) for r in range(4) for c in range(5)]
+    assert all(f in ((40, 170, 60), (210, 40, 40)) for f in frames), frames
