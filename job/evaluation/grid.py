@@ -60,7 +60,9 @@ def _tile(split, index: int, tile: int, border: int, colour) -> Image.Image:
     except Exception:   # a missing image still gets its (grey) place in the grid
         img = Image.new("RGB", (tile, tile), (128, 128, 128))
     inner = tile - 2 * border - 2
-    img.thumbnail((inner, inner), Image.BICUBIC)
+    scale = inner / max(img.width, img.height)        # fit the tile, up or down
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                     Image.BICUBIC)
     out = Image.new("RGB", (tile, tile), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     draw.rectangle([1, 1, tile - 2, tile - 2], outline=colour, width=border)
