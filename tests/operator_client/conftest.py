@@ -14,6 +14,7 @@ from .emulator import ApiServer, Player, ServerThread
 
 NAMESPACE = "ml"
 POLL = "0.02"  # seconds: the CLI's --poll-interval in tests
+PLAYER_AGENT = "test-player"
 
 
 @dataclasses.dataclass
@@ -25,6 +26,13 @@ class Cluster:
     kubeconfig: Path
     player: Player
     namespace: str = NAMESPACE
+
+    def client_requests(self, plural: str | None = None) -> list:
+        """API requests made by the client under test (not by the player), optionally of one resource."""
+        return [r for r in self.server
+                if r.resource is not None and r.resource.plural
+                and r.headers.get("User-Agent") != PLAYER_AGENT
+                and (plural is None or r.resource.plural == plural)]
 
     def args(self) -> list[str]:
         """Connection flags for the CLI."""
@@ -50,7 +58,9 @@ def _serve(tmp_path: Path, *, volcano: bool, namespace: str | None = NAMESPACE) 
         server.declare_volcano()
     with ServerThread(server) as thread:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", thread.url)
-        player = Player(config.new_client_from_config(config_file=str(kubeconfig)), NAMESPACE)
+        player_api = config.new_client_from_config(config_file=str(kubeconfig))
+        player_api.user_agent = PLAYER_AGENT  # tells the player's requests from the client's
+        player = Player(player_api, NAMESPACE)
         if namespace:
             player.create_namespace(namespace)
         yield Cluster(server, thread.url, kubeconfig, player)
@@ -86,3 +96,45 @@ def run(capsys: pytest.CaptureFixture[str]):
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
     return _run
+
+
+def eventually(check, timeout: float = 10.0, interval: float = 0.02):
+    """Poll `check()` until it returns a truthy value (returned) or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - e.g. 404 until the object exists
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {getattr(check, '__name__', check)}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def background():
+    """Run a callable in a daemon thread: fut = background(fn, *args); fut.result(timeout).
+
+    Daemon threads, never joined: a failing test must not hang on a client that still waits;
+    it stops with an error once the API server is gone.
+    """
+    import threading
+    from concurrent.futures import Future
+
+    def submit(fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+
+        def target() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the test through the future
+                future.set_exception(e)
+
+        threading.Thread(target=target, daemon=True).start()
+        return future
+
+    yield submit
