@@ -63,6 +63,13 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
                                 client_configuration=configuration, persist_config=False)
     except ConfigException as e:
         where = source or os.environ.get("KUBECONFIG", "")
+        if context is not None and "Expected object with name" in str(e):
+            try:
+                available = ", ".join(c["name"] for c in config.list_kube_config_contexts(source)[0])
+            except (ConfigException, TypeError, KeyError):
+                available = "?"
+            raise KubeconfigError(
+                f"context {context!r} is not in kubeconfig {where} (its contexts: {available})") from e
         raise KubeconfigError(f"cannot use kubeconfig {where}: {e}") from e
     return client.ApiClient(configuration)
 
