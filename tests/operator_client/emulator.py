@@ -3,6 +3,7 @@
 kmock 0.8 is "simplistic" by its own words; this subclass closes the gaps that matter for the
 client (see /work/shared/reference/platform-facts.md):
 
+- a missing object answers 404 with reason NotFound and the API server's message;
 - namespaces are stored and served (kmock cannot parse their paths), and a create into a
   namespace that does not exist answers 404 `namespaces "x" not found`;
 - only declared resources exist: anything else answers 404 "the server could not find the
@@ -47,6 +48,9 @@ CORE_RESOURCES = {
                 "verbs": {"create", "get", "list", "patch", "delete"}},
     "v1/configmaps": {"kind": "ConfigMap", "namespaced": True, "singular": "configmap",
                       "shortnames": {"cm"}, "verbs": {"create", "get", "list", "patch", "delete"}},
+    # served by ApiServer._serve_namespaces; declared for API discovery
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False, "singular": "namespace",
+                      "shortnames": {"ns"}, "verbs": {"create", "get", "list", "delete"}},
     "v1/serviceaccounts": {"kind": "ServiceAccount", "namespaced": True, "singular": "serviceaccount",
                            "shortnames": {"sa"}, "verbs": {"create", "get", "list", "patch", "delete"}},
     "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "namespaced": True,
@@ -189,6 +193,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 return await self._serve_log(request)
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._prepare_create(request)
+            elif request.name and request.action in (kmock.action.FETCH, kmock.action.UPDATE,
+                                                     kmock.action.DELETE):
+                self._require_object(request)
         return await super()._handle(request)
 
     def _authorize(self, request: kmock.Request) -> None:
@@ -203,6 +210,16 @@ class ApiServer(kmock.KubernetesEmulator):
                 f'{qualified} is forbidden: User "tester" cannot {verb} resource "{target}" '
                 f'in API group "{resource.group}"{where}',
                 {"group": resource.group, "kind": resource.plural})
+
+    def _require_object(self, request: kmock.Request) -> None:
+        """404 with the API server's reason and message (kubectl relies on reason NotFound)."""
+        namespaced = self.resources[request.resource].namespaced
+        key = (request.resource, request.namespace if namespaced else None, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            resource = request.resource
+            qualified = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+            raise KubernetesError(404, "NotFound", f'{qualified} "{request.name}" not found',
+                                  {"name": request.name, "group": resource.group, "kind": resource.plural})
 
     def _prepare_create(self, request: kmock.Request) -> None:
         info = self.resources[request.resource]
