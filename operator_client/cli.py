@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -72,7 +73,7 @@ def _add_connection(parser: argparse.ArgumentParser, *, namespace: bool = True) 
                        help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
     group.add_argument("--context", help="kubeconfig context (default: its current context)")
     if namespace:
-        group.add_argument("-n", "--namespace", default=names.DEFAULT_NAMESPACE,
+        group.add_argument("-n", "--namespace", default=names.DEFAULT_NAMESPACE, metavar="NAME",
                            help=f"namespace of the job (default: {names.DEFAULT_NAMESPACE})")
     group.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS",
                        help="seconds between looks at the cluster while waiting (default: 2)")
@@ -84,31 +85,31 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-f", "--file", metavar="FILE",
                        help="YAML file of job options, keys as the long flags: "
                             "'loss: triplet', 'servers: 2', 'set: {epochs: 10}'")
-    group.add_argument("--loss", help=f"loss: {', '.join(LOSSES)} (softmax only with --stages pretrain)")
-    group.add_argument("--stages", help=f"comma-separated stages in pipeline order "
+    group.add_argument("--loss", metavar="NAME", help=f"loss: {', '.join(LOSSES)} (softmax only with --stages pretrain)")
+    group.add_argument("--stages", metavar="LIST", help=f"comma-separated stages in pipeline order "
                                         f"(default: {','.join(DEFAULT_STAGES)}; also: export)")
-    group.add_argument("--servers", help=f"servers, one rank pod each (default: {d['servers']})")
-    group.add_argument("--devices-per-server", help="Ascend 910 NPUs per server: 1, 2, 4 or 8 "
+    group.add_argument("--servers", metavar="N", help=f"servers, one rank pod each (default: {d['servers']})")
+    group.add_argument("--devices-per-server", metavar="N", help="Ascend 910 NPUs per server: 1, 2, 4 or 8 "
                                                     f"(default: {d['devices_per_server']})")
     group.add_argument("--image", help=f"container image with the job package (default: {d['image']})")
-    group.add_argument("-n", "--namespace", help=f"namespace (default: {d['namespace']})")
-    group.add_argument("--queue", help=f"Volcano queue (default: {d['queue']})")
-    group.add_argument("--name", help="job name (default: sop-<loss>-<MMDD-HHMMSS>-<random>)")
-    group.add_argument("--data-pvc", help=f"PVC holding the SOP dataset, mounted at {names.DATA_MOUNT}; "
+    group.add_argument("-n", "--namespace", metavar="NAME", help=f"namespace (default: {d['namespace']})")
+    group.add_argument("--queue", metavar="NAME", help=f"Volcano queue (default: {d['queue']})")
+    group.add_argument("--name", metavar="NAME", help="job name (default: sop-<loss>-<MMDD-HHMMSS>-<random>)")
+    group.add_argument("--data-pvc", metavar="PVC", help=f"PVC holding the SOP dataset, mounted at {names.DATA_MOUNT}; "
                                           f"the dataset is read from {names.DATA_DIR} "
                                           f"(default: {d['data_pvc']})")
-    group.add_argument("--data-subpath", help="folder of the data volume to mount at "
+    group.add_argument("--data-subpath", metavar="DIR", help="folder of the data volume to mount at "
                                               f"{names.DATA_MOUNT} (default: the whole volume)")
-    group.add_argument("--runs-pvc", help=f"PVC for run directories, mounted at {names.RUNS_MOUNT}; "
+    group.add_argument("--runs-pvc", metavar="PVC", help=f"PVC for run directories, mounted at {names.RUNS_MOUNT}; "
                                           f"the job writes {names.RUNS_MOUNT}/<name> "
                                           f"(default: {d['runs_pvc']})")
     group.add_argument("--pretrained-ckpt", metavar="PATH",
                        help="checkpoint to start from, as a path inside the pod")
     group.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                        help="trainer setting passed on to the job (repeatable), e.g. --set epochs=10")
-    group.add_argument("--launch", help=f"start-up mode: {' or '.join(LAUNCH_MODES)} "
+    group.add_argument("--launch", metavar="MODE", help=f"start-up mode: {' or '.join(LAUNCH_MODES)} "
                                         f"(default: {d['launch']})")
-    group.add_argument("--max-retry", help=f"job restarts after a failed or evicted pod "
+    group.add_argument("--max-retry", metavar="N", help=f"job restarts after a failed or evicted pod "
                                            f"(default: {d['max_retry']})")
 
 
@@ -384,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "rank-table", help="fill a job's HCCL rank table, or print a static one",
-        description="--fill JOB: wait until every pod of JOB is scheduled and annotated by the "
-                    "Ascend device plugin, then write the rank table into its ConfigMap "
-                    "(status completed). Otherwise print a static table (format 1.0), like "
-                    "hccl_tools.py: one --server-ip per --hccn-conf or per --device-ips list.",
+        description=textwrap.fill(
+            "--fill JOB: wait until every pod of JOB is scheduled and annotated by the Ascend "
+            "device plugin, then write the HCCL rank table into its ConfigMap (status completed). "
+            "Otherwise print a static table (format 1.0), like hccl_tools.py: one --server-ip per "
+            "--hccn-conf or per --device-ips list.", 88),
         epilog=f"examples:\n  {PROG} rank-table --fill sop-triplet-0612-1530-a3f9\n"
                f"  {PROG} rank-table --hccn-conf /etc/hccn.conf --server-ip 10.0.0.1\n"
                f"  {PROG} rank-table --device-ips 192.168.100.101,192.168.101.101 "

@@ -266,3 +266,13 @@ def test_the_submitter_role_allows_every_call_the_client_makes(run, cluster, bac
     assert ("list", "scheduling.volcano.sh", "podgroups") in used
     missing = [u for u in used if not _allowed(role["rules"], *u)]
     assert missing == []
+
+
+def test_submit_resets_a_leftover_rank_table(run, cluster):
+    """A ConfigMap left by an earlier job of the same name must not hand its table to the new pods."""
+    cluster.player.core.create_namespaced_config_map(NAMESPACE, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rings-config-reuse"},
+        "data": {"hccl.json": json.dumps(EXPECTED_2X8)}}, _preload_content=False)
+    submit(run, cluster, "reuse", "--servers", "2")
+    assert table_of(cluster, "reuse") == {"status": "initializing"}
+    assert configmap(cluster, "reuse")["metadata"]["ownerReferences"][0]["name"] == "reuse"
