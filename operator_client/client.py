@@ -18,7 +18,7 @@ from .errors import AlreadyExists, ClientError, NotFound, RankTableError, WaitTi
 from .logs import LogLine, follow_logs, read_logs
 from .render import render
 from .spec import JobSpec
-from .status import JobStatus, job_servers, pod_index, podgroup_of, podgroup_problem, summarize
+from .status import JobStatus, devices_per_server, job_servers, pod_index, podgroup_of, podgroup_problem, summarize
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -44,7 +44,7 @@ def rank_table_sources(job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> R
     """
     name = job["metadata"]["name"]
     expected = job_servers(job)
-    devices = _job_devices(job)
+    devices = devices_per_server(job)
     live: dict[int, dict[str, Any]] = {}
     for pod in pods:
         phase = (pod.get("status") or {}).get("phase") or "Pending"
@@ -73,14 +73,6 @@ def rank_table_sources(job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> R
         servers.append(server)
     uids = tuple(str(live[i]["metadata"].get("uid") or live[i]["metadata"]["name"]) for i in range(expected))
     return RankTableReadiness(tuple(servers), uids, None)
-
-
-def _job_devices(job: dict[str, Any]) -> int | None:
-    try:
-        container = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
-        return int(container["resources"]["limits"][names.ASCEND_RESOURCE])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
 
 
 class JobClient:

@@ -148,7 +148,8 @@ def podgroup_problem(group: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _devices_per_server(job: dict[str, Any]) -> int | None:
+def devices_per_server(job: dict[str, Any]) -> int | None:
+    """NPUs each rank pod of the job asks for (its Ascend resource limit)."""
     try:
         container = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
         return int(container["resources"]["limits"][names.ASCEND_RESOURCE])
@@ -174,7 +175,7 @@ def summarize(job: dict[str, Any], pods: Sequence[dict[str, Any]],
         namespace=meta.get("namespace", ""),
         phase=phase,
         servers=job_servers(job),
-        devices_per_server=_devices_per_server(job),
+        devices_per_server=devices_per_server(job),
         retry_count=int(status.get("retryCount") or 0),
         max_retry=int(spec.get("maxRetry", 3)),
         pods=pod_states,

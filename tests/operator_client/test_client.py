@@ -11,7 +11,6 @@ import yaml
 from operator_client import names
 from operator_client.client import JobClient
 from operator_client.cluster import Cluster
-from operator_client.errors import WaitTimeout
 from operator_client.render import manifests_dir, render
 from operator_client.spec import JobSpec
 
