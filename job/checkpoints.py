@@ -37,6 +37,11 @@ def checkpoint_name(stage: str, epoch: int) -> str:
     return f"{stage}-e{epoch:03d}.ckpt"
 
 
+def is_epoch_checkpoint(path: Path) -> bool:
+    """`<stage>-eNNN.ckpt` (not resume state, not temporary files)."""
+    return bool(_NAME.match(path.name))
+
+
 def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 

@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a PNG of N random queries and their top-5 neighbours")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
 
+    p = sub.add_parser("eval-batch", help="evaluate many checkpoints, one process per device")
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="FILE|GLOB|RUN_DIR")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", help="default: each checkpoint's eval_split")
+    p.add_argument("--force", action="store_true", help="re-evaluate already evaluated ones")
+    p.add_argument("--shard", help="I/N: evaluate only share I of N (what each device runs)")
+    p.add_argument("--devices", type=int, default=1, help="processes (devices) on this server")
+    p.add_argument("--servers", type=int, default=1)
+    p.add_argument("--server-index", type=int,
+                   help="this server's index (default: VC_TASK_INDEX, else 0)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
+
     p = sub.add_parser("export", help="export the feature extractor (MINDIR by default)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path)
@@ -212,6 +225,45 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def cmd_eval_batch(a) -> int:
+    import os
+
+    from job.evaluation import batch
+    from job.runtime import init_mindspore, setup_logging
+
+    ckpts = batch.expand_checkpoints(a.checkpoints)
+    if a.shard:
+        index, _, count = a.shard.partition("/")
+        if not (index.isdigit() and count.isdigit()):
+            raise ConfigError(f"--shard {a.shard!r} must look like I/N, e.g. 3/8")
+        mine = batch.shard(ckpts, int(index), int(count))
+        init_mindspore(a.device)
+        setup_logging()
+        if not mine:
+            log.info("shard %s: nothing to do (%d checkpoints over %s shards)", a.shard,
+                     len(ckpts), count)
+            return 0
+        done, skipped = batch.run_shard(mine, data=a.data, split=a.split, force=a.force,
+                                        batch_size=a.batch_size)
+        log.info("shard %s: %d evaluated, %d skipped", a.shard, done, skipped)
+        return 0
+    if a.devices < 1 or a.servers < 1:
+        raise ConfigError("--devices and --servers must be >= 1")
+    server = a.server_index if a.server_index is not None else int(os.environ.get("VC_TASK_INDEX", "0") or 0)
+    if not 0 <= server < a.servers:
+        raise ConfigError(f"--server-index {server} is outside 0..{a.servers - 1}")
+    setup_logging(prefix="eval-batch")
+    log.info("%d checkpoints over %d shards (%d servers x %d devices)", len(ckpts),
+             a.servers * a.devices, a.servers, a.devices)
+    base = ["eval-batch", "--checkpoints", *map(str, ckpts), "--data", str(a.data),
+            "--batch-size", str(a.batch_size), "--device", a.device]
+    if a.split:
+        base += ["--split", a.split]
+    if a.force:
+        base.append("--force")
+    return batch.spawn_devices(base, devices=a.devices, server_index=server, servers=a.servers)
+
+
 def cmd_export(a) -> int:
     from job.export import FORMATS, export
     from job.runtime import init_mindspore, setup_logging
@@ -272,7 +324,7 @@ def cmd_demo(a) -> int:
 
 COMMANDS = {"prepare-sop": cmd_prepare_sop, "make-demo-data": cmd_make_demo_data,
             "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "launch": cmd_launch,
-            "demo": cmd_demo}
+            "eval-batch": cmd_eval_batch, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
