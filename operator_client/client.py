@@ -71,7 +71,7 @@ def rank_table_sources(job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> R
                 f"pod {pod['metadata']['name']} was given {len(server.devices)} NPUs by the device "
                 f"plugin, but the job asks for {devices} per server")
         servers.append(server)
-    uids = tuple(str(live[i]["metadata"].get("uid") or live[i]["metadata"]["name"]) for i in range(expected))
+    uids = tuple(_pod_uid(live[i]) for i in range(expected))
     return RankTableReadiness(tuple(servers), uids, None)
 
 
@@ -166,6 +166,12 @@ class JobClient:
                 raise ClientError(f"job {name} has already ended ({status.phase}); "
                                   "there is no rank table to fill")
             ready = rank_table_sources(job, pods)
+            present = {_pod_uid(p) for p in pods if not p["metadata"].get("deletionTimestamp")}
+            if filled_for and not set(filled_for) <= present:
+                # The pods the table describes are gone: Volcano restarted the job.
+                self._write_table(cm_name, rank_table.initializing(), ())
+                filled_for = ()
+                on_progress("pods replaced (job restart): rank table reset to initializing")
             if ready.servers is not None:
                 if ready.pod_uids != filled_for:
                     written = rank_table.build(ready.servers)
@@ -175,21 +181,16 @@ class JobClient:
                                 f"{rank_table.rank_size(written)} ranks")
                     if not watch:
                         return written
-                elif written is None:
+                elif written is None:  # already filled for these very pods
                     written = rank_table.parse_table(
                         (configmap.get("data") or {}).get(names.RANK_TABLE_KEY, ""))
                     if not watch:
                         return written
                 deadline = None  # from now on we only keep the table in step with restarts
-            else:
-                if filled_for:  # the pods the table describes are gone: a restart
-                    self._write_table(cm_name, rank_table.initializing(), ())
-                    filled_for = ()
-                    on_progress("pods replaced (job restart): rank table reset to initializing")
-                why = ready.waiting_for
+            elif not filled_for:
                 gang = podgroup_problem(podgroup_of(job, self.cluster.list_podgroups(self.namespace)))
                 reason = f"gang not schedulable: {gang}" if gang else status.reason
-                message = f"{name}: {why}" + (f" - {reason}" if reason else "")
+                message = f"{name}: {ready.waiting_for}" + (f" - {reason}" if reason else "")
                 on_progress(message)
                 if deadline is not None and time.monotonic() > deadline:
                     raise WaitTimeout(f"timed out after {timeout:g}s: {message}")
@@ -259,6 +260,10 @@ class JobClient:
             self.cluster.delete_configmap(self.namespace, names.rank_table_configmap(name))
         except NotFound:
             pass
+
+
+def _pod_uid(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"].get("uid") or pod["metadata"]["name"])
 
 
 def _recorded_pods(configmap: dict[str, Any]) -> tuple[str, ...]:

@@ -127,9 +127,14 @@ def test_fill_watch_refills_after_a_job_restart(run, cluster, background):
         cluster.player.delete_pod(pod)
     eventually(lambda: table_of(cluster, "rs") == {"status": "initializing"})
     new_hosts = ["10.0.0.21", "10.0.0.22"]
-    start_pods(cluster, "rs", hosts=new_hosts)  # ... and creates new ones, maybe on other servers
+    new_pods = start_pods(cluster, "rs", hosts=new_hosts)  # ... and creates new ones, maybe elsewhere
     refilled = eventually(lambda: (t := table_of(cluster, "rs")).get("status") == "completed" and t)
     assert [s["server_id"] for s in refilled["server_list"]] == new_hosts
+    for pod in new_pods:  # the ranks finish: that is no restart, the table stays
+        cluster.player.finish_pod(pod)
+    seen = len(cluster.client_requests("pods"))
+    eventually(lambda: len(cluster.client_requests("pods")) > seen + 3)
+    assert table_of(cluster, "rs") == refilled
     cluster.player.job_state("rs", "Completed", retry_count=1)
     assert future.result(timeout=20) == refilled
     assert "pods replaced (job restart): rank table reset to initializing" in progress
