@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ?(.*)$", re.S)
 # Clock skew between this machine and the API server tolerated when reconnecting.
 SINCE_SLACK_SECONDS = 10
+# A finished pod whose log cannot be read (its node is gone, say) is given up after this many tries.
+FINISHED_POD_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +179,7 @@ class _PodFollower(threading.Thread):
     def _follow(self) -> None:
         import urllib3
 
+        failures = 0
         while not self.stop.is_set():
             try:
                 pod = self.cluster.get_pod(self.namespace, self.pod_name)
@@ -209,7 +212,9 @@ class _PodFollower(threading.Thread):
                 raise
             except (ClusterError, urllib3.exceptions.HTTPError, OSError) as e:
                 log.debug("log stream of %s broke off: %s", self.pod_name, e)
-                if finished and self.stop.is_set():
+                failures += 1
+                if finished and failures >= FINISHED_POD_ATTEMPTS:
+                    log.warning("giving up on the log of %s (finished): %s", self.pod_name, e)
                     return
                 self.stop.wait(self.poll_interval)
                 continue

@@ -15,7 +15,8 @@ client (see /work/shared/reference/platform-facts.md):
 - `forbidden` makes chosen (verb, resource) pairs answer 403 with the API server's message;
 - `pods/<name>/log` is served from `logs`, a per-pod list of lines that the test appends to,
   with follow, timestamps and sinceSeconds; a follow stream ends when the pod has finished,
-  and `drop_after` breaks one stream off after N lines (a lost connection).
+  `drop_after` breaks one stream off after N lines (a lost connection) and `unreachable_logs`
+  answers 500 as when a node's kubelet is gone.
 
 Volcano's controller and the Ascend device plugin are not emulated: `Player` plays them
 through the official client (create the pods of a job, annotate, move phases).
@@ -112,6 +113,7 @@ class ApiServer(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self.logs: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self.drop_after: dict[tuple[str, str], int] = {}
+        self.unreachable_logs: set[tuple[str, str]] = set()  # the kubelet of these pods does not answer
         self.log_requests: list[dict[str, str]] = []
         self.log_lock = threading.Lock()
         self.closing = False
@@ -272,6 +274,10 @@ class ApiServer(kmock.KubernetesEmulator):
         if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
             raise KubernetesError(400, "BadRequest",
                                   f'container "worker" in pod "{name}" is waiting to start: ContainerCreating')
+        if (namespace, name) in self.unreachable_logs:
+            raise KubernetesError(500, "InternalError",
+                                  f"Get \"https://10.0.0.9:10250/containerLogs/{namespace}/{name}/worker\": "
+                                  "dial tcp 10.0.0.9:10250: i/o timeout")
         timestamps = params.get("timestamps") == "true"
         since = params.get("sinceSeconds")
         since_ns = time.time_ns() - int(since) * 1_000_000_000 if since else None

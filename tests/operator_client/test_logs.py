@@ -129,3 +129,17 @@ def test_follow_cli_prints_prefixed_lines_until_the_job_ends(run, cluster, backg
 def test_logs_of_an_unknown_job(run, cluster, follow):
     result = run("logs", "nope", *(["--follow"] if follow else []), *cluster.args())
     assert (result.code, result.err) == (2, "error: jobs.batch.volcano.sh 'nope' not found in namespace 'ml'\n")
+
+
+def test_follow_ends_when_a_finished_pods_log_is_unreachable(run, cluster, background, caplog):
+    submit(run, cluster, "lost", "--servers", "2")
+    pods = start_pods(cluster, "lost", run=True)
+    cluster.server.log(NAMESPACE, pods[0], "still here")
+    cluster.server.unreachable_logs.add((NAMESPACE, pods[1]))
+    for pod in pods:
+        cluster.player.finish_pod(pod)
+    cluster.player.job_state("lost", "Completed")
+    client = JobClient(Cluster.connect(str(cluster.kubeconfig)), NAMESPACE, poll_interval=0.02)
+    lines = background(lambda: [line.format("lost") for line in client.logs("lost", follow=True)])
+    assert lines.result(timeout=20) == ["worker-0 | still here"]
+    assert "giving up on the log of lost-worker-1 (finished)" in caplog.text
