@@ -38,7 +38,7 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _run_name(path: Path, run_dir: Path) -> str:
+def _run_name(run_dir: Path) -> str:
     return run_dir.name or str(run_dir)
 
 
@@ -63,7 +63,7 @@ def gather(paths: list[Path]) -> Results:
             if not m or "recall@1" not in m:
                 continue
             row = {
-                "run": _run_name(f, run_dir), "stage": m.get("stage") or "", "loss": m.get("loss") or "",
+                "run": _run_name(run_dir), "stage": m.get("stage") or "", "loss": m.get("loss") or "",
                 "epoch": m.get("epoch"), "split": m.get("split") or "",
                 **{c: m.get(c) for c in METRIC_COLUMNS}, "checkpoint": m.get("checkpoint") or str(f),
             }
@@ -76,7 +76,7 @@ def gather(paths: list[Path]) -> Results:
             for stage in TRAIN_STAGES:
                 summary = _read(given / stage / "metrics.json")
                 if summary and summary.get("history"):
-                    res.losses[(_run_name(given, given), stage)] = [
+                    res.losses[(_run_name(given), stage)] = [
                         (int(h["epoch"]), float(h["loss"])) for h in summary["history"]]
     if not res.rows and not res.losses:
         raise ClientError("no metrics found under " + ", ".join(map(str, paths)) +
@@ -99,10 +99,10 @@ def table(rows: list[dict[str, Any]], columns=COLUMNS[:-1]) -> str:
     cells = [[c for c in columns]] + [[_fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = []
-    for n, row in enumerate(cells):
+    for row in cells:
         parts = []
         for i, (cell, w) in enumerate(zip(row, widths)):
-            numeric = n > 0 and columns[i] in (*METRIC_COLUMNS, "epoch")
+            numeric = columns[i] in (*METRIC_COLUMNS, "epoch")
             parts.append(cell.rjust(w) if numeric else cell.ljust(w))
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
