@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +140,19 @@ def background():
         return future
 
     yield submit
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    """A real kubectl: $KUBECTL, else the one on PATH (Debian: apt-get install -y kubernetes-client).
+
+    Missing: a failure in CI (env CI set), else a skip that says why.
+    """
+    path = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if path is None:
+        message = "kubectl not found: apt-get install -y kubernetes-client (or set KUBECTL=/path/to/kubectl)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        print(message)
+        pytest.skip(message)
+    return path

@@ -7,29 +7,13 @@ missing kubectl fails the test; elsewhere the test is skipped and says why.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-
-import pytest
 
 from operator_client.render import manifests_dir
 
 from .conftest import NAMESPACE
 from .emulator import VOLCANO_JOBS
 from .test_client import start_pods, submit
-
-
-@pytest.fixture(scope="module")
-def kubectl() -> str:
-    path = os.environ.get("KUBECTL") or shutil.which("kubectl")
-    if path is None:
-        message = "kubectl not found: apt-get install -y kubernetes-client (or set KUBECTL=/path/to/kubectl)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        print(message)
-        pytest.skip(message)
-    return path
 
 
 def kubectl_run(kubectl, cluster, *argv, check=True):

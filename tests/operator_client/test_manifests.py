@@ -1,7 +1,6 @@
 """Everything under manifests/ validates; the cluster set-up kustomization is complete."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -67,10 +66,7 @@ def test_job_service_account_role_is_least_privilege():
                                     "namespace": names.DEFAULT_NAMESPACE}]
 
 
-def test_kustomize_builds_the_cluster_setup():
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed (test_kubectl.py says how to get it)")
+def test_kustomize_builds_the_cluster_setup(kubectl):
     built = subprocess.run([kubectl, "kustomize", str(CLUSTER)], capture_output=True, text=True, timeout=60)
     assert built.returncode == 0, built.stderr
     docs = [d for d in yaml.safe_load_all(built.stdout) if d]
