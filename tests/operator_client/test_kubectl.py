@@ -57,3 +57,14 @@ def test_kubectl_applies_the_cluster_setup(kubectl, cluster):
             ("rolebindings", "metric-learn", "sop-job")} <= created
     assert "metric-learn" in cluster.server.namespaces
     assert VOLCANO_JOBS  # the Volcano kinds are declared in the fixture's server
+
+
+def test_rendered_manifests_apply_with_kubectl(kubectl, run, cluster):
+    """`render | kubectl apply -f -` creates the job and its rank-table ConfigMap."""
+    rendered = run("render", "--loss", "quadruplet", "--servers", "4", "--name", "piped", "-n", NAMESPACE)
+    assert rendered.code == 0, rendered.err
+    done = subprocess.run([kubectl, "--kubeconfig", str(cluster.kubeconfig), "apply", "--validate=false", "-f", "-"],
+                          input=rendered.out, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["configmap/rings-config-piped", "created", "job.batch.volcano.sh/piped", "created"]
+    assert cluster.player.job("piped")["spec"]["minAvailable"] == 4
