@@ -23,8 +23,13 @@ INITIAL_RANK_TABLE = {"status": "initializing"}
 
 
 def manifests_dir() -> Path:
-    """The project's `manifests/` folder (next to the `operator_client` package)."""
-    return Path(__file__).resolve().parent.parent / "manifests"
+    """The project's `manifests/` folder: inside the installed package (a wheel ships it as
+    package data) or, in a source checkout, next to the `operator_client` package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "manifests", here.parent / "manifests"):
+        if (candidate / "job").is_dir():
+            return candidate
+    return here.parent / "manifests"
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,8 +41,8 @@ def _load_template(filename: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ClientError(
-            f"job template {path} is missing: run the client from a source checkout of the "
-            "project (pip install -e .), which ships manifests/ next to operator_client/") from None
+            f"job template {path} is missing: reinstall the package (pip install .), which "
+            "ships manifests/ with operator_client") from None
     return yaml.safe_load(text)
 
 
