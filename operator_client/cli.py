@@ -91,7 +91,12 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--servers", metavar="N", help=f"servers, one rank pod each (default: {d['servers']})")
     group.add_argument("--devices-per-server", metavar="N", help="Ascend 910 NPUs per server: 1, 2, 4 or 8 "
                                                     f"(default: {d['devices_per_server']})")
-    group.add_argument("--image", help=f"container image with the job package (default: {d['image']})")
+    group.add_argument("--device", metavar="KIND", help="ascend (default) or cpu: pods request CPU "
+                                        "and memory instead of NPUs (clusters without Ascend)")
+    group.add_argument("--cpus", metavar="N", help=f"with --device cpu: CPU per pod (default: {d['cpus']})")
+    group.add_argument("--memory", metavar="SIZE", help=f"with --device cpu: memory per pod (default: {d['memory']})")
+    group.add_argument("--image", help=f"container image with the job package (default: "
+                                       f"{names.DEFAULT_IMAGE}, with --device cpu {names.DEFAULT_CPU_IMAGE})")
     group.add_argument("-n", "--namespace", metavar="NAME", help=f"namespace (default: {d['namespace']})")
     group.add_argument("--queue", metavar="NAME", help=f"Volcano queue (default: {d['queue']})")
     group.add_argument("--name", metavar="NAME", help="job name (default: sop-<loss>-<MMDD-HHMMSS>-<random>)")
@@ -108,12 +113,13 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                        help="trainer setting passed on to the job (repeatable), e.g. --set epochs=10")
     group.add_argument("--launch", metavar="MODE", help=f"start-up mode: {' or '.join(LAUNCH_MODES)} "
-                                        f"(default: {d['launch']})")
+                                        f"(default: rank-table; dynamic with --device cpu)")
     group.add_argument("--max-retry", metavar="N", help=f"job restarts after a failed or evicted pod "
                                            f"(default: {d['max_retry']})")
 
 
-_SPEC_FLAGS = ("loss", "stages", "servers", "devices_per_server", "image", "namespace", "queue",
+_SPEC_FLAGS = ("loss", "stages", "servers", "devices_per_server", "device", "cpus", "memory",
+               "image", "namespace", "queue",
                "name", "data_pvc", "data_subpath", "runs_pvc", "pretrained_ckpt", "overrides",
                "launch", "max_retry")
 

@@ -30,6 +30,8 @@ def launch_command(spec: JobSpec) -> list[str]:
     if spec.uses_rank_table:
         command += ["--rank-table", names.RANK_TABLE_FILE]
     command += ["--devices-per-server", str(spec.devices_per_server)]
+    if spec.on_cpu:
+        command += ["--device", "cpu"]
     if spec.pretrained_ckpt is not None:
         command += ["--pretrained-ckpt", spec.pretrained_ckpt]
     for key, value in spec.overrides:
@@ -57,9 +59,10 @@ def launch_env(spec: JobSpec) -> list[dict[str, Any]]:
     env = [
         _field_env(names.ENV_POD_IP, "status.podIP"),
         _field_env(names.ENV_HOST_IP, "status.hostIP"),
-        _field_env(names.ENV_ASCEND_VISIBLE_DEVICES,
-                   f"metadata.annotations['{names.ANNOTATION_ASCEND_DEVICES}']"),
     ]
+    if not spec.on_cpu:
+        env.append(_field_env(names.ENV_ASCEND_VISIBLE_DEVICES,
+                              f"metadata.annotations['{names.ANNOTATION_ASCEND_DEVICES}']"))
     if not spec.uses_rank_table:
         env += [
             {"name": names.ENV_MS_SCHED_HOST, "value": names.scheduler_host(spec.name)},

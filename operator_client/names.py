@@ -87,7 +87,9 @@ DEFAULT_QUEUE = "metric-learn"
 DEFAULT_DATA_PVC = "sop-data"
 DEFAULT_RUNS_PVC = "sop-runs"
 DEFAULT_SERVICE_ACCOUNT = "sop-job"
-DEFAULT_IMAGE = "sop-metric-job:latest"
+# What docker/Dockerfile and docker/Dockerfile.cpu build (see docker/README.md).
+DEFAULT_IMAGE = "sop-metric-job:0.1.0"
+DEFAULT_CPU_IMAGE = "sop-metric-job:0.1.0-cpu"
 SUBMITTER_ROLE = "sop-submitter"
 
 # Longest pod-name suffix we allow: "-worker-" plus up to 3 digits (servers <= 1000).

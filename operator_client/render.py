@@ -103,11 +103,11 @@ def render_job(spec: JobSpec) -> dict[str, Any]:
     container["image"] = spec.image
     container["command"] = launch_command(spec)
     container["env"] = launch_env(spec)
-    devices = str(spec.devices_per_server)
-    container["resources"] = {
-        "requests": {names.ASCEND_RESOURCE: devices},
-        "limits": {names.ASCEND_RESOURCE: devices},
-    }
+    if spec.on_cpu:
+        wanted = {"cpu": spec.cpus, "memory": spec.memory}
+    else:
+        wanted = {names.ASCEND_RESOURCE: str(spec.devices_per_server)}
+    container["resources"] = {"requests": dict(wanted), "limits": dict(wanted)}
 
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
@@ -123,6 +123,15 @@ def render_job(spec: JobSpec) -> dict[str, Any]:
         container["volumeMounts"] = [
             m for m in container["volumeMounts"] if m["name"] != names.RANK_TABLE_VOLUME]
         pod_meta["labels"].pop(names.LABEL_RING_CONTROLLER, None)
+    if spec.on_cpu:
+        # No NPUs: none of the Ascend driver mounts, and a soft spread over nodes so that a
+        # small CPU cluster can still hold several rank pods.
+        host = {v["name"] for v in pod["volumes"] if "hostPath" in v}
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in host]
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] not in host]
+        term = anti.pop()
+        pod["affinity"]["podAntiAffinity"] = {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": term}]}
     return job
 
 

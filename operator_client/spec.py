@@ -23,6 +23,8 @@ FINETUNE_LOSSES = ("triplet", "quadruplet")
 # softmax is the pretraining loss: a softmax job only pretrains (and may eval/export).
 LOSSES = FINETUNE_LOSSES + ("softmax",)
 LAUNCH_MODES = ("rank-table", "dynamic")
+DEVICES = ("ascend", "cpu")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 MAX_SERVERS = 1000  # pod names end in -worker-<index>, at most 3 digits
 MAX_RETRY_LIMIT = 100
 
@@ -49,8 +51,13 @@ class JobSpec:
             the pretraining stage only.
         stages: Stages to run, in pipeline order (pretrain, finetune, eval, export).
         servers: Number of servers (rank pods, one per server); the gang size.
-        devices_per_server: Ascend 910 devices per server: 1, 2, 4 or 8.
-        image: Container image holding the `job` package (MindSpore + CANN).
+        devices_per_server: Ascend 910 devices per server: 1, 2, 4 or 8 (with device cpu:
+            training processes per pod).
+        device: "ascend" (pods request huawei.com/Ascend910) or "cpu" (pods request `cpus`
+            and `memory`, no NPU, and start in dynamic mode: for clusters without NPUs).
+        cpus, memory: requests (= limits) of a pod with device cpu.
+        image: Container image holding the `job` package ("" = the default image of the
+            device: MindSpore + CANN for ascend, MindSpore CPU for cpu).
         namespace: Kubernetes namespace of the job.
         queue: Volcano queue.
         name: Job name; None derives a unique one at submit/render time.
@@ -61,7 +68,8 @@ class JobSpec:
         pretrained_ckpt: Checkpoint to start from, as a path inside the pod.
         overrides: `--set key=value` pairs passed on to the trainer, in order.
         launch: "rank-table" (HCCL rank table, one process per device) or "dynamic"
-            (MindSpore dynamic cluster: MS_SCHED_* env, no rank table).
+            (MindSpore dynamic cluster: MS_SCHED_* env, no rank table); "" = rank-table on
+            ascend, dynamic on cpu.
         max_retry: How often Volcano restarts the whole job after a failed or evicted pod.
         service_account: ServiceAccount of the rank pods (created by manifests/cluster).
         scheduler_port: MS_SCHED_PORT in dynamic mode.
@@ -71,7 +79,10 @@ class JobSpec:
     stages: tuple[str, ...] = DEFAULT_STAGES
     servers: int = 1
     devices_per_server: int = 8
-    image: str = names.DEFAULT_IMAGE
+    device: str = "ascend"
+    cpus: str = "4"
+    memory: str = "16Gi"
+    image: str = ""
     namespace: str = names.DEFAULT_NAMESPACE
     queue: str = names.DEFAULT_QUEUE
     name: str | None = None
@@ -80,7 +91,7 @@ class JobSpec:
     runs_pvc: str = names.DEFAULT_RUNS_PVC
     pretrained_ckpt: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
-    launch: str = "rank-table"
+    launch: str = ""
     max_retry: int = 3
     service_account: str = names.DEFAULT_SERVICE_ACCOUNT
     scheduler_port: int = names.DEFAULT_SCHEDULER_PORT
@@ -92,9 +103,17 @@ class JobSpec:
         for field in ("servers", "devices_per_server", "max_retry", "scheduler_port"):
             set_(field, _as_int(field, getattr(self, field)))
         for field in ("loss", "image", "namespace", "queue", "data_pvc", "data_subpath",
-                      "runs_pvc", "launch", "service_account"):
+                      "runs_pvc", "launch", "service_account", "device"):
             if not isinstance(getattr(self, field), str):
                 raise SpecError(f"{_flag(field)} must be a string, got {getattr(self, field)!r}")
+        for field in ("cpus", "memory"):
+            set_(field, str(getattr(self, field)))
+        if self.device not in DEVICES:
+            raise SpecError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not self.launch:
+            set_("launch", "dynamic" if self.device == "cpu" else "rank-table")
+        if not self.image:
+            set_("image", names.DEFAULT_CPU_IMAGE if self.device == "cpu" else names.DEFAULT_IMAGE)
         self._validate()
 
     @property
@@ -105,6 +124,10 @@ class JobSpec:
     @property
     def uses_rank_table(self) -> bool:
         return self.launch == "rank-table"
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device == "cpu"
 
     def with_name(self, name: str | None = None) -> JobSpec:
         """This spec with `name`, or with a derived unique name if it has none."""
@@ -125,7 +148,15 @@ class JobSpec:
                 f"got {self.devices_per_server}")
         if not 1 <= self.servers <= MAX_SERVERS:
             raise SpecError(f"--servers must be between 1 and {MAX_SERVERS}, got {self.servers}")
-        if self.servers > 1 and self.devices_per_server != names.DEVICES_PER_SERVER_MAX:
+        if self.on_cpu and self.launch == "rank-table":
+            raise SpecError("--device cpu starts the ranks in dynamic mode (a rank table needs "
+                            "Ascend NPUs): drop --launch rank-table")
+        for field in ("cpus", "memory"):
+            if not _QUANTITY.match(getattr(self, field)):
+                raise SpecError(f"{_flag(field)} {getattr(self, field)!r} is not a Kubernetes "
+                                f"quantity, e.g. 4, 500m, 16Gi")
+        if (not self.on_cpu and self.servers > 1
+                and self.devices_per_server != names.DEVICES_PER_SERVER_MAX):
             raise SpecError(
                 "jobs over several servers must use all 8 devices of each server "
                 f"(--devices-per-server 8), got {self.devices_per_server}")

@@ -35,6 +35,9 @@ SPECS = {
     "subpath-ckpt-sets": GOLDEN_SPEC,
     "max-retry-0-custom-pvcs": JobSpec(loss="triplet", max_retry=0, data_pvc="team.sop",
                                        runs_pvc="team-runs", name="custom"),
+    "cpu-1-server-2-ranks": JobSpec(loss="triplet", device="cpu", devices_per_server=2, name="cpu"),
+    "cpu-4-servers": JobSpec(loss="quadruplet", device="cpu", servers=4, devices_per_server=1,
+                             cpus="8", memory="32Gi", name="cpu4"),
 }
 
 
@@ -61,7 +64,10 @@ def test_every_rendered_manifest_validates(spec):
         validate(manifest)
 
 
-@pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
+ASCEND = {k: s for k, s in SPECS.items() if not s.on_cpu}
+
+
+@pytest.mark.parametrize("spec", ASCEND.values(), ids=ASCEND.keys())
 def test_job_shape(spec):
     job = _job(render(spec))
     body = job["spec"]
@@ -197,3 +203,28 @@ def test_render_cli_derives_a_valid_unique_name(run):
     assert name != second[-1]["metadata"]["name"]
     for doc in first:
         validate(doc)
+
+
+def test_cpu_variant_requests_cpu_and_runs_dynamic():
+    spec = JobSpec(loss="triplet", device="cpu", devices_per_server=2, name="c")
+    assert spec.launch == "dynamic" and spec.image == names.DEFAULT_CPU_IMAGE
+    (job,) = render(spec)
+    pod = job["spec"]["tasks"][0]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
+                                      "limits": {"cpu": "4", "memory": "16Gi"}}
+    assert not any("hostPath" in v for v in pod["spec"]["volumes"])
+    assert "ASCEND_VISIBLE_DEVICES" not in {e["name"] for e in container["env"]}
+    assert container["command"][-2:] == ["--device", "cpu"]
+    assert names.LABEL_RING_CONTROLLER not in pod["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(device="gpu"), "--device must be one of ascend, cpu"),
+    (dict(device="cpu", launch="rank-table"), "drop --launch rank-table"),
+    (dict(device="cpu", memory="lots"), "is not a Kubernetes quantity"),
+], ids=["bad-device", "cpu-rank-table", "bad-memory"])
+def test_cpu_variant_errors(kwargs, message):
+    from operator_client.errors import SpecError
+    with pytest.raises(SpecError, match=message):
+        JobSpec(loss="triplet", name="x", **kwargs)
