@@ -4,8 +4,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # msrun starts workers with the `python` on PATH: keep the venv first.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-RUN    ?= runs/demo
-DEMO   ?= data/demo-sop
 
 .PHONY: install demo test clean
 
@@ -19,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m job demo --data $(DEMO) --run-dir $(RUN)
+	$(PY) -m operator_client submit --loss triplet --local
 
 test: install
 	$(PY) -m pytest

@@ -1,4 +1,4 @@
-"""`python -m job <command>`: the job's command line (what a rank pod runs, and the demo).
+"""`python -m job <command>`: the job's command line (what a rank pod runs, also locally).
 
 Run directory layout (one per job):  RUN/pretrain/  RUN/finetune/  (each: config.yaml,
 metrics.json, train.log, checkpoints/)  RUN/eval/metrics.json  RUN/export/.
@@ -17,7 +17,8 @@ from job.errors import ConfigError, JobError
 log = logging.getLogger("job.cli")
 
 STAGE_DIRS = ("pretrain", "finetune")
-DEMO_CLASSES = (400, 300)   # train, test classes of `demo`: about 2 minutes on 2 cores
+DEMO_CLASSES = (400, 300)   # train, test classes of the demo data: a few minutes on 2 cores
+LOSS_CHOICES = ("triplet", "quadruplet", "softmax")   # softmax: only with --stages pretrain[,eval]
 
 
 def _add_common_train(p: argparse.ArgumentParser) -> None:
@@ -44,14 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-demo-data", help="build a small dataset in SOP layout")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--source", default="auto", choices=("auto", "fashion-mnist", "synthetic"))
-    p.add_argument("--train-classes", type=int, default=200)
-    p.add_argument("--test-classes", type=int, default=200)
+    p.add_argument("--train-classes", type=int, default=DEMO_CLASSES[0])
+    p.add_argument("--test-classes", type=int, default=DEMO_CLASSES[1])
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("train", help="train one stage: pretrain (softmax) or finetune")
     p.add_argument("--stage", required=True, choices=STAGE_DIRS)
-    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"),
+    p.add_argument("--loss", default="triplet", choices=LOSS_CHOICES,
                    help="fine-tuning loss preset (pretrain always uses softmax)")
     p.add_argument("--init", type=Path, help="checkpoint to start the backbone from "
                    "(finetune default: the newest RUN/pretrain checkpoint)")
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="run stages as a rank pod does (or --local on this machine)")
     p.add_argument("--stages", default="pretrain,finetune,eval",
                    help="comma-separated, in order: pretrain,finetune,eval,export")
-    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"))
+    p.add_argument("--loss", default="triplet", choices=LOSS_CHOICES)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--launch", dest="mode", default="single", choices=("rank-table", "dynamic", "single"))
@@ -111,12 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
     p.add_argument("--force-new", action="store_true")
 
-    p = sub.add_parser("demo", help="demo data -> pretrain -> finetune -> eval on this machine")
-    p.add_argument("--data", type=Path, default=Path("data/demo-sop"))
-    p.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
-    p.add_argument("--loss", default="triplet", choices=("triplet", "quadruplet"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
     return ap
 
 
@@ -293,38 +288,9 @@ def cmd_launch(a) -> int:
     return run(opts)
 
 
-def cmd_demo(a) -> int:
-    """The README's run command: everything on the built-in demo data, on this machine."""
-    from job.data import make_demo_data
-
-    if not (a.data / "Ebay_train.txt").is_file():
-        print(f"building the demo dataset in {a.data} ...", flush=True)
-        info = make_demo_data(a.data, train_classes=DEMO_CLASSES[0], test_classes=DEMO_CLASSES[1])
-        print(f"demo dataset: {json.dumps(info)}", flush=True)
-    for stage in STAGE_DIRS:
-        print(f"== {stage} ==", flush=True)
-        run_train(stage=stage, loss=a.loss, data=a.data, run_dir=a.run_dir,
-                  overrides=a.overrides, device=a.device)
-    print("== eval ==", flush=True)
-    rows = []
-    for stage in STAGE_DIRS:
-        from job import checkpoints
-        ckpt = checkpoints.latest(a.run_dir / stage / "checkpoints")
-        out = a.run_dir / "eval" / ("metrics.json" if stage == "finetune" else f"{stage}.metrics.json")
-        rows.append((stage, run_eval(data=a.data, checkpoint=ckpt, out=out, device=a.device,
-                                     show=8 if stage == "finetune" else 0)))
-    print("\nstage      Recall@1  Recall@10  Recall@100  MAP@R")
-    for stage, m in rows:
-        print(f"{stage:<10} {m['recall@1']:>8.4f}  {m['recall@10']:>9.4f}  "
-              f"{m['recall@100']:>10.4f}  {m['map@r']:.4f}")
-    print(f"\nrun directory: {a.run_dir}  (metrics: {a.run_dir / 'eval' / 'metrics.json'}, "
-          f"retrieval picture: {a.run_dir / 'eval' / 'retrieval.png'})")
-    return 0
-
-
 COMMANDS = {"prepare-sop": cmd_prepare_sop, "make-demo-data": cmd_make_demo_data,
             "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "launch": cmd_launch,
-            "eval-batch": cmd_eval_batch, "demo": cmd_demo}
+            "eval-batch": cmd_eval_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

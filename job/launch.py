@@ -40,6 +40,7 @@ STAGES = ("pretrain", "finetune", "eval", "export")
 TRAIN_STAGES = ("pretrain", "finetune")
 MODES = ("rank-table", "dynamic", "single")
 DEFAULT_SCHED_PORT = 8118
+GRID_QUERIES = 8      # the eval stage also draws RUN/eval/retrieval.png of this many queries
 _NOISE = re.compile(r"^\[(INFO|DEBUG)\] ")   # MindSpore's C++ runtime chatter
 
 
@@ -245,7 +246,7 @@ def stage_argv(stage: str, o: LaunchOptions) -> list[str]:
         return argv
     if stage == "eval":
         return base + ["eval", "--data", str(o.data), "--run-dir", str(o.run_dir),
-                       "--device", o.device]
+                       "--device", o.device, "--show", str(GRID_QUERIES)]
     return base + ["export", "--run-dir", str(o.run_dir), "--device", o.device]
 
 

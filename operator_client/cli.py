@@ -124,6 +124,24 @@ _SPEC_FLAGS = ("loss", "stages", "servers", "devices_per_server", "device", "cpu
                "launch", "max_retry")
 
 
+_LOCAL_RUNS = Path("runs")
+
+
+def _add_local(parser: argparse.ArgumentParser, *, submit: bool = False) -> None:
+    group = parser.add_argument_group("local runs (no cluster)")
+    group.add_argument("--local", action="store_true",
+                       help="on this machine: the same launcher and stages, on CPU"
+                       if submit else "a local job (from submit --local)")
+    group.add_argument("--runs-dir", default=str(_LOCAL_RUNS), metavar="DIR",
+                       help=f"folder of local run directories (default: {_LOCAL_RUNS})")
+    if submit:
+        group.add_argument("--ranks", type=int, default=1, metavar="N",
+                           help="with --local: training processes (default: 1)")
+        group.add_argument("--data", metavar="DIR",
+                           help="with --local: dataset in SOP layout (default: the built-in "
+                                "demo data, prepared once in data/demo-sop)")
+
+
 def spec_from_args(args: argparse.Namespace) -> JobSpec:
     """The JobSpec of `-f FILE` and the flags (flags win), named."""
     file_values = load_spec_file(args.file) if args.file else {}
@@ -162,8 +180,41 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_summary(run_dir: Path) -> None:
+    from . import results
+
+    try:
+        res = results.gather([run_dir])
+    except ClientError:
+        return
+    if res.rows:
+        print("\n" + results.table(res.rows))
+
+
+def cmd_submit_local(args: argparse.Namespace, spec: JobSpec) -> int:
+    from . import local
+
+    runs = Path(args.runs_dir)
+    _say(f"local job {spec.name}: {args.ranks} rank(s) on this machine's CPU, stages "
+         f"{','.join(spec.stages)}, run directory {runs / spec.name}")
+    code = local.submit_local(spec, ranks=args.ranks, data=Path(args.data) if args.data else None,
+                              runs_root=runs)
+    run_dir = runs / spec.name
+    if code != 0:
+        _say(f"error: local job {spec.name} failed (exit code {code}); its log: {run_dir / local.LOG_FILE}")
+        return EXIT_FAILED
+    _local_summary(run_dir)
+    _say(f"\njob {spec.name} done. Next:\n"
+         f"  {PROG} results {run_dir} --plot        # table, CSV, curves\n"
+         f"  {PROG} logs {spec.name} --local         # the whole log\n"
+         f"  retrieval picture: {run_dir / 'eval' / 'retrieval.png'}")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    if args.local:
+        return cmd_submit_local(args, spec)
     client = _client(args, spec.namespace)
     line = StatusLine()
     fill = spec.uses_rank_table and not args.no_fill
@@ -190,7 +241,26 @@ def _status_dict(status: JobStatus) -> dict[str, Any]:
     return dataclasses.asdict(status) | {"restarts": status.restarts}
 
 
+def cmd_status_local(args: argparse.Namespace) -> int:
+    from . import local
+
+    runs = Path(args.runs_dir)
+    name = args.name or local.latest_local_job(runs)
+    state = local.status(runs / name)
+    if args.output == "json":
+        print(json.dumps(state, indent=2))
+        return 0
+    code = f" (exit code {state['exit_code']})" if state.get("exit_code") not in (None, 0) else ""
+    print(f"local job {name}  status {state['status']}{code}  loss {state['loss']}  "
+          f"ranks {state['ranks']}  started {state['started']}")
+    rows = [("STAGE", "PROGRESS")] + [(st, p) for st, p in state["progress"].items()]
+    print(_table(rows))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.local:
+        return cmd_status_local(args)
     client = _client(args, args.namespace)
     status = client.status(_job_name(args, client))
     if args.output == "json":
@@ -238,6 +308,16 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    if args.local:
+        from . import local
+
+        runs = Path(args.runs_dir)
+        name = args.name or local.latest_local_job(runs)
+        for text in local.follow_log(runs / name, follow=args.follow):
+            if args.rank is None or text.startswith(f"[rank {args.rank}] "):
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+        return 0
     client = _client(args, args.namespace)
     name = _job_name(args, client)
     line = StatusLine()
@@ -304,6 +384,33 @@ def cmd_rank_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from . import results
+
+    paths = [Path(p) for p in args.runs] if args.runs else sorted(
+        p for p in Path(args.runs_dir).glob("*") if p.is_dir())
+    if not paths:
+        raise ClientError(f"no run directories given and none under {args.runs_dir}")
+    res = results.gather(paths)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if res.rows:
+        print(results.table(res.rows))
+        _write(str(out / "results.csv"), results.to_csv(res.rows))
+        _write(str(out / "results.md"), results.to_markdown(res.rows))
+        top = results.best(res.rows)
+        if top:
+            _say(f"\nbest MAP@R: {top['run']} {top['stage']} epoch {top['epoch']} "
+                 f"({top['map@r']:.4f}, Recall@1 {top['recall@1']:.4f}): {top['checkpoint']}")
+        _say(f"wrote {out / 'results.csv'} and {out / 'results.md'}")
+    else:
+        _say("no evaluation metrics yet (only training curves)")
+    if args.plot:
+        for path in results.plot(res, out):
+            _say(f"wrote {path}")
+    return 0
+
+
 def _write(path: str, text: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
@@ -347,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not write the rank table (clusters whose Ascend Operator fills it)")
     p.add_argument("--fill-timeout", type=float, default=900.0, metavar="SECONDS",
                    help="how long to wait for the pods to be scheduled (default: 900)")
+    _add_local(p, submit=True)
     p.set_defaults(func=cmd_submit)
 
     p = commands.add_parser("status", help="phase, pods, restarts and why a job is stuck",
@@ -355,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="job name (default: the newest job)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _add_connection(p)
+    _add_local(p)
     p.set_defaults(func=cmd_status)
 
     p = commands.add_parser("list", help="the namespace's jobs",
@@ -378,9 +487,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="job name (default: the newest job)")
     p.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
     p.add_argument("--rank", type=int, metavar="N",
-                   help="only the pod of server index N (VC_TASK_INDEX)")
+                   help="only the pod of server index N (VC_TASK_INDEX); with --local, rank N")
     _add_connection(p)
+    _add_local(p)
     p.set_defaults(func=cmd_logs)
+
+    p = commands.add_parser("results", help="gather metrics of runs into a table, CSV and plots",
+                            description="Gather every metrics file of the given run directories "
+                                        "(eval and eval-batch results, training loss histories) "
+                                        "into an aligned table, results.csv and results.md; "
+                                        "--plot adds recall_vs_epoch.png and loss_curves.png.")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="run directories (default: every folder of --runs-dir)")
+    p.add_argument("--runs-dir", default=str(_LOCAL_RUNS), metavar="DIR",
+                   help=f"where run directories are (default: {_LOCAL_RUNS})")
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="where to write results.csv, results.md and plots (default: results)")
+    p.add_argument("--plot", action="store_true", help="also write PNG plots")
+    p.set_defaults(func=cmd_results)
 
     p = commands.add_parser("cancel", help="delete a job, its pods and its rank table",
                             description="Delete the job; Volcano deletes its pods. Run directories "

@@ -11,27 +11,33 @@ from . import names
 from .spec import JobSpec
 
 
-def launch_command(spec: JobSpec) -> list[str]:
+def launch_command(spec: JobSpec, *, local_ranks: int | None = None, data_dir: str | None = None,
+                   run_dir: str | None = None, python: str = "python") -> list[str]:
     """The rank pod's command: `python -m job launch --stages ... --loss ... ...`.
 
     Rank-table mode passes the mounted table; dynamic mode passes nothing cluster-specific on
-    the command line (the MS_SCHED_* env of `launch_env` carries it).
+    the command line (the MS_SCHED_* env of `launch_env` carries it). With `local_ranks`, the
+    same launcher on this machine (`--local --ranks N`, CPU), reading `data_dir` and writing
+    `run_dir` instead of the pod's mounts.
     """
     if spec.name is None:
         raise ValueError("launch_command needs a spec with a name (JobSpec.with_name())")
     command = [
-        "python", "-m", "job", "launch",
+        python, "-m", "job", "launch",
         "--stages", ",".join(spec.stages),
         "--loss", spec.loss,
-        "--data", names.DATA_DIR,
-        "--run-dir", names.run_dir(spec.name),
-        "--launch", spec.launch,
+        "--data", data_dir or names.DATA_DIR,
+        "--run-dir", run_dir or names.run_dir(spec.name),
     ]
-    if spec.uses_rank_table:
-        command += ["--rank-table", names.RANK_TABLE_FILE]
-    command += ["--devices-per-server", str(spec.devices_per_server)]
-    if spec.on_cpu:
-        command += ["--device", "cpu"]
+    if local_ranks is not None:
+        command += ["--local", "--ranks", str(local_ranks), "--device", "cpu"]
+    else:
+        command += ["--launch", spec.launch]
+        if spec.uses_rank_table:
+            command += ["--rank-table", names.RANK_TABLE_FILE]
+        command += ["--devices-per-server", str(spec.devices_per_server)]
+        if spec.on_cpu:
+            command += ["--device", "cpu"]
     if spec.pretrained_ckpt is not None:
         command += ["--pretrained-ckpt", spec.pretrained_ckpt]
     for key, value in spec.overrides:

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("mindspore")
 
-from tests.job.conftest import TINY  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
 
 
 def launch(data, run):

@@ -14,7 +14,7 @@ ms = pytest.importorskip("mindspore")
 from job import checkpoints  # noqa: E402
 from job.launch import free_port  # noqa: E402
 from job.model.net import MetricNet, NetSpec  # noqa: E402
-from tests.job.conftest import TINY  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
 
 ARGS = ["train", "--stage", "finetune", "--loss", "triplet", "--profile", "cpu", *TINY,
         "--set", "epochs=1", "--set", "max_steps_per_epoch=3", "--set", "lr_max=0.05"]

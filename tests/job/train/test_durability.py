@@ -12,7 +12,7 @@ import pytest
 ms = pytest.importorskip("mindspore")
 
 from job import checkpoints  # noqa: E402
-from tests.job.conftest import TINY  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
 
 ARGS = ["train", "--stage", "pretrain", "--profile", "cpu", *TINY, "--set", "epochs=4",
         "--set", "save_checkpoint_epochs=1", "--set", "keep_checkpoint_max=4"]

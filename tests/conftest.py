@@ -1,4 +1,4 @@
-"""Shared fixtures of the job tests: a tiny demo dataset in SOP layout (built once)."""
+"""Fixtures shared by all tests: a tiny demo dataset in SOP layout (built once per session)."""
 import os
 import sys
 from pathlib import Path
