@@ -384,6 +384,36 @@ def cmd_rank_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_batch(args: argparse.Namespace) -> int:
+    from . import eval_batch
+
+    if args.local:
+        code = eval_batch.run_local(args.checkpoints, data=Path(args.data or "data/demo-sop"),
+                                    devices=int(args.devices_per_server or 1), split=args.split,
+                                    force=args.force)
+        return code if code in (0, EXIT_USER_ERROR) else EXIT_FAILED
+    if not args.loss:
+        args.loss = "triplet"     # JobSpec needs one; eval-batch does not train
+    if not args.name:
+        args.name = names.default_job_name("eval")
+    spec = spec_from_args(args)
+    manifests = eval_batch.render_eval_batch(spec, args.checkpoints, split=args.split,
+                                             force=args.force)
+    if args.render:
+        from .render import to_yaml
+        sys.stdout.write(to_yaml(manifests))
+        return 0
+    client = _client(args, spec.namespace)
+    client.cluster.require_volcano()
+    client.cluster.create_job(manifests[0])
+    _say(f"submitted eval-batch job {spec.name}: {len(args.checkpoints)} checkpoint argument(s) "
+         f"over {spec.servers} server(s) x {spec.devices_per_server} devices")
+    print(spec.name)
+    _say(f"follow it with: {PROG} logs {spec.name} -n {spec.namespace} --follow; then "
+         f"{PROG} results <run dirs>")
+    return 0
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     from . import results
 
@@ -491,6 +521,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(p)
     _add_local(p)
     p.set_defaults(func=cmd_logs)
+
+    p = commands.add_parser("eval-batch", help="evaluate many checkpoints, one per device",
+                            description="One Volcano job evaluating many checkpoints: each device "
+                                        "takes a round-robin share and writes "
+                                        "<checkpoint>.<split>.metrics.json next to each; "
+                                        "checkpoints already evaluated are skipped unless --force.")
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="PATH",
+                   help=f"checkpoint files, globs or run directories as the pods see them "
+                        f"({names.RUNS_MOUNT}/...); with --local, local paths")
+    p.add_argument("--split", help="split to evaluate (default: each checkpoint's eval split)")
+    p.add_argument("--force", action="store_true", help="re-evaluate evaluated checkpoints")
+    p.add_argument("--render", action="store_true", help="print the manifest instead of submitting")
+    _add_job_options(p)
+    _add_connection(p, namespace=False)
+    _add_local(p)
+    p.add_argument("--data", metavar="DIR", help="with --local: the dataset (default: data/demo-sop)")
+    p.set_defaults(func=cmd_eval_batch)
 
     p = commands.add_parser("results", help="gather metrics of runs into a table, CSV and plots",
                             description="Gather every metrics file of the given run directories "

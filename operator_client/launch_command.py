@@ -77,3 +77,20 @@ def launch_env(spec: JobSpec) -> list[dict[str, Any]]:
             _field_env(names.ENV_MS_NODE_RANK, f"metadata.labels['{names.LABEL_VOLCANO_TASK_INDEX}']"),
         ]
     return env
+
+
+def eval_batch_command(checkpoints: list[str], *, devices_per_server: int, servers: int,
+                       split: str | None = None, force: bool = False, data_dir: str | None = None,
+                       device: str | None = None, python: str = "python") -> list[str]:
+    """`python -m job eval-batch ...`: each pod runs one process per device, and device d of
+    server s (VC_TASK_INDEX) evaluates share s*devices+d of the checkpoint list."""
+    command = [python, "-m", "job", "eval-batch", "--checkpoints", *checkpoints,
+               "--data", data_dir or names.DATA_DIR,
+               "--devices", str(devices_per_server), "--servers", str(servers)]
+    if split:
+        command += ["--split", split]
+    if force:
+        command.append("--force")
+    if device:
+        command += ["--device", device]
+    return command

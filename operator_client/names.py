@@ -66,7 +66,8 @@ ANNOTATION_RANK_TABLE_PODS = "sop-metric-job/rank-table-pods"
 CONTAINER_NAME = "worker"
 DATA_VOLUME = "sop-data"
 DATA_MOUNT = "/data"
-DATA_DIR = f"{DATA_MOUNT}/sop"          # the SOP dataset inside the data volume (after subPath)
+SOP_SUBDIR = "sop"
+DATA_DIR = f"{DATA_MOUNT}/{SOP_SUBDIR}"  # the SOP dataset inside the data volume (after subPath)
 RUNS_VOLUME = "runs"
 RUNS_MOUNT = "/runs"
 SHM_VOLUME = "dshm"
@@ -91,6 +92,44 @@ DEFAULT_SERVICE_ACCOUNT = "sop-job"
 DEFAULT_IMAGE = "sop-metric-job:0.1.0"
 DEFAULT_CPU_IMAGE = "sop-metric-job:0.1.0-cpu"
 SUBMITTER_ROLE = "sop-submitter"
+
+# --- The data volume: where `data prepare|upload|put-checkpoint` put things (operator_client.data)
+# Relative to the data volume's root (after --data-subpath), which pods mount at DATA_MOUNT and
+# `--local DIR` replaces by DIR.
+PRETRAINED_RELPATH = "pretrained/resnet50.ckpt"
+DEFAULT_PRETRAINED_CKPT = f"{DATA_MOUNT}/{PRETRAINED_RELPATH}"   # submit's --pretrained-ckpt default
+INCOMING_SUBDIR = "incoming"             # `data upload` stages archives and folders here
+SOURCE_VOLUME = "source"                 # `data prepare --source-pvc`: that claim, read-only
+SOURCE_MOUNT = "/source"
+DATA_CONTAINER_NAME = "data"
+LABEL_DATA_TASK = "sop-metric-job/data-task"     # prepare | status | upload, on data Jobs and pods
+LABEL_DATA_RUN = "sop-metric-job/data-run"       # the run's name, on its Job and pod
+LABEL_DATA_PVC = "sop-metric-job/data-pvc"       # on the volume record ConfigMap
+ANNOTATION_DATA_SUBPATH = "sop-metric-job/data-subpath"
+DATA_RECORD_KEY = "findings.json"        # what the data pods last reported, as a JSON list
+
+
+def data_run_name(task: str, now: datetime.datetime | None = None, token: str | None = None) -> str:
+    """A fresh name for a data Job or pod: `sop-data-<task>-<MMDD-HHMMSS>-<4 hex>`."""
+    now = now if now is not None else datetime.datetime.now()
+    token = token if token is not None else secrets.token_hex(2)
+    return f"sop-data-{task}-{now:%m%d-%H%M%S}-{token}"
+
+
+def data_record_configmap(pvc: str, subpath: str = "") -> str:
+    """The ConfigMap recording what is on a data volume (submit reads it; no pod needed).
+
+    One per claim and subPath: `sop-volume-<pvc>`, plus a digest of the subPath when there is one.
+    """
+    import hashlib
+
+    name = f"sop-volume-{pvc}"
+    if subpath.strip("/"):
+        name += "-" + hashlib.sha256(subpath.strip("/").encode()).hexdigest()[:8]
+    if len(name) > 253:  # a ConfigMap name is a DNS subdomain
+        name = name[:244] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
+
 
 # Longest pod-name suffix we allow: "-worker-" plus up to 3 digits (servers <= 1000).
 _POD_SUFFIX_MAX = len(f"-{TASK_NAME}-") + 3

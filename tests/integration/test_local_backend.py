@@ -59,3 +59,18 @@ def test_local_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --data")
     r = client("status", "--local", cwd=tmp_path)
     assert r.returncode == 2 and "no local jobs" in r.stderr
+
+
+def test_eval_batch_local_on_the_two_checkpoints_then_skips(local_run, tiny_demo):
+    cwd, _ = local_run
+    args = ("eval-batch", "--local", "--checkpoints", "runs/demo-run", "--data", str(tiny_demo),
+            "--devices-per-server", "2")
+    r = client(*args, cwd=cwd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    files = sorted((cwd / "runs" / "demo-run").glob("*/checkpoints/*.test.metrics.json"))
+    assert [f.name for f in files] == ["finetune-e001.test.metrics.json", "pretrain-e001.test.metrics.json"]
+    assert r.stdout.count("result: {'acc'") == 2 and "[shard 1] " in r.stdout
+    again = client(*args, cwd=cwd)
+    assert again.returncode == 0 and again.stdout.count("skipping") == 2
+    res = client("results", "runs/demo-run", cwd=cwd)
+    assert "pretrain  softmax" in res.stdout     # eval-batch rows join the table
