@@ -71,14 +71,24 @@ def parse_stages(text: str) -> list[str]:
 # ------------------------------------------------------------------ topologies
 
 def wait_for_rank_table(path: Path, *, timeout: float, poll: float = 2.0,
-                        progress_every: float = 30.0) -> None:
-    """Block until the table's status is "completed"; one progress line now and then."""
+                        progress_every: float = 30.0, ips: tuple[str, ...] = ()) -> None:
+    """Block until the table's status is "completed" (and, when this pod's `ips` are known,
+    until it lists one of them: after a job restart the mounted ConfigMap can still hold the
+    previous gang's table for a while); one progress line now and then."""
     start = time.monotonic()
     last = None
     while True:
         status = rank_table.status_of(path)
         if status == "completed":
-            return
+            if not ips:
+                return
+            try:
+                servers = rank_table.read(path)
+            except rank_table.RankTableError:
+                servers = []
+            if any(srv.server_id in ips for srv in servers):
+                return
+            status = f"completed but without this pod's IP {'/'.join(ips)} (stale?)"
         now = time.monotonic()
         if now - start >= timeout:
             raise JobError(f"rank table {path} is still {status or 'missing'!r} after "
@@ -93,7 +103,8 @@ def wait_for_rank_table(path: Path, *, timeout: float, poll: float = 2.0,
 
 def rank_table_topology(path: Path, *, devices_per_server: int | None, timeout: float,
                         env=os.environ) -> Topology:
-    wait_for_rank_table(path, timeout=timeout)
+    ips = tuple(ip for ip in (env.get("HOST_IP"), env.get("POD_IP")) if ip)
+    wait_for_rank_table(path, timeout=timeout, ips=ips)
     servers = rank_table.read(path)
     index = env.get("VC_TASK_INDEX") or env.get("SERVER_INDEX")
     server = rank_table.find_server(servers, host_ip=env.get("HOST_IP"), pod_ip=env.get("POD_IP"),

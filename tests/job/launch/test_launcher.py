@@ -141,3 +141,19 @@ def test_parse_stages(text, ok):
     else:
         with pytest.raises(ConfigError):
             launch.parse_stages(text)
+
+
+def test_a_stale_table_without_this_host_is_not_used(tmp_path, monkeypatch, caplog):
+    """After a restart the mounted table may still be the previous gang's: wait for ours."""
+    monkeypatch.setattr(launch, "stage_argv", stand_in)
+    path = tmp_path / "hccl.json"
+    stale = table(1, 2)
+    stale["server_list"][0]["server_id"] = "10.9.9.9"
+    path.write_text(json.dumps(stale))
+    writer = _write_later(path, table(1, 2), delay=1.5)          # server 10.0.0.1
+    caplog.set_level("INFO", logger="job.launch")
+    out = io.StringIO()
+    code = launch.run(_opts(tmp_path, path), env={**os.environ, "HOST_IP": "10.0.0.1"}, out=out)
+    writer.join()
+    assert code == 0 and "(stale?)" in caplog.text
+    assert out.getvalue().count("ENV ") == 2
