@@ -83,3 +83,16 @@ def test_status_of_tolerates_partial_files(tmp_path):
     f.write_text('{"status": "initializing"}')
     assert rank_table.status_of(f) == "initializing"
     assert copy.deepcopy(table())["status"] == "completed"
+
+
+@pytest.mark.parametrize("servers,devices", [(1, 1), (1, 8), (2, 8), (4, 8)])
+def test_tables_the_client_builds_pass_the_jobs_reader(servers, devices):
+    """One format, two sides: whatever operator_client writes, job reads."""
+    from operator_client import rank_table as writer
+
+    built = writer.build([writer.server_from_ips(f"10.0.0.{s + 1}",
+                                                 [f"192.168.{d}.{s + 1}" for d in range(devices)])
+                          for s in range(servers)])
+    parsed = rank_table.validate(json.loads(writer.dumps(built)))
+    assert [srv.server_id for srv in parsed] == [f"10.0.0.{s + 1}" for s in range(servers)]
+    assert [d.rank_id for srv in parsed for d in srv.devices] == list(range(servers * devices))
