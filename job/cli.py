@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "ascend"))
     p.add_argument("--force-new", action="store_true")
 
+    _add_data_parsers(sub)
     return ap
 
 
@@ -288,9 +289,97 @@ def cmd_launch(a) -> int:
     return run(opts)
 
 
+# ---------------------------------------------------------------- the data volume (job/data/volume.py)
+
+def _add_data_parsers(sub) -> None:
+    """What the data pods of `python -m operator_client data ...` run (and --local runs here)."""
+    p = sub.add_parser("data-install", help="fetch, verify and unpack SOP into a folder, write the lists",
+                       description="Fetch (http/https) or read (path) the SOP archive or unpacked "
+                                   "folder, verify it, unpack it next to --dest and rename it into "
+                                   "place, then write the list files. Does nothing when --dest is "
+                                   "already prepared.")
+    p.add_argument("--source", required=True, metavar="URL|PATH",
+                   help="http(s) URL (object stores: a pre-signed https URL), a .zip/.tar[.gz] "
+                        "archive, or a folder holding the unpacked dataset")
+    p.add_argument("--dest", type=Path, required=True, help="dataset folder to create, e.g. /data/sop")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the archive")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="install even if image counts differ from the expected ones or images are missing")
+    p.add_argument("--expect-train", type=int, metavar="N", help="train images (default: 59,551)")
+    p.add_argument("--expect-test", type=int, metavar="N", help="test images (default: 60,502)")
+    p.add_argument("--force", action="store_true", help="replace a dataset already at --dest")
+    p.add_argument("--consume-source", action="store_true",
+                   help="remove the source afterwards (a folder is moved instead of copied)")
+    p.add_argument("--pretrained", type=Path, metavar="FILE", help="also report this checkpoint")
+    p.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS")
+
+    p = sub.add_parser("data-status", help="what a dataset folder holds, as `sop-data {json}` lines")
+    p.add_argument("--root", type=Path, required=True, help="the dataset folder, e.g. /data/sop")
+    p.add_argument("--pretrained", type=Path, metavar="FILE", help="also report this checkpoint")
+    p.add_argument("--sample", type=int, default=200, metavar="N",
+                   help="listed images per split to look for on disk (default: 200)")
+
+    p = sub.add_parser("data-receive", help="unpack a tar stream from stdin into a folder, atomically")
+    p.add_argument("--dest", type=Path, required=True)
+    p.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
+                   help="expected SHA-256 of a member (repeatable)")
+    p.add_argument("--replace", action="store_true", help="replace folders of the same name")
+    p.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS")
+
+
+def cmd_data_install(a) -> int:
+    from job.data import volume
+
+    expect = dict(volume.OFFICIAL_COUNTS)
+    for split, value in (("train", a.expect_train), ("test", a.expect_test)):
+        if value is not None:
+            if value < 1:
+                raise ConfigError(f"--expect-{split} must be at least 1, got {value}")
+            expect[split] = value
+    with volume.os_errors_as_data_errors():
+        result = volume.install(a.source, a.dest, sha256=a.sha256, allow_partial=a.allow_partial,
+                                expect=expect, force=a.force, consume_source=a.consume_source,
+                                interval=a.progress_interval)
+        findings = volume.status(a.dest, pretrained=a.pretrained)
+    for finding in [result, *findings]:
+        volume.emit(finding)
+    return 0
+
+
+def cmd_data_status(a) -> int:
+    from job.data import volume
+
+    if a.sample < 0:
+        raise ConfigError(f"--sample must be >= 0, got {a.sample}")
+    with volume.os_errors_as_data_errors():
+        findings = volume.status(a.root, pretrained=a.pretrained, sample=a.sample)
+    for finding in findings:
+        volume.emit(finding)
+    return 0
+
+
+def cmd_data_receive(a) -> int:
+    from job.data import volume
+
+    wanted = {}
+    for item in a.sha256:
+        name, sep, digest = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--sha256 {item!r} must look like NAME=HEX")
+        wanted[name] = digest
+    # progress goes to stderr: stdout carries the finding the client reads
+    with volume.os_errors_as_data_errors():
+        finding = volume.receive(sys.stdin.buffer, a.dest, sha256=wanted, replace=a.replace,
+                                 report=lambda line: print(line, file=sys.stderr, flush=True),
+                                 interval=a.progress_interval)
+    volume.emit(finding)
+    return 0
+
+
 COMMANDS = {"prepare-sop": cmd_prepare_sop, "make-demo-data": cmd_make_demo_data,
             "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "launch": cmd_launch,
-            "eval-batch": cmd_eval_batch}
+            "eval-batch": cmd_eval_batch, "data-install": cmd_data_install,
+            "data-status": cmd_data_status, "data-receive": cmd_data_receive}
 
 
 def main(argv: list[str] | None = None) -> int:
