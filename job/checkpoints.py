@@ -54,7 +54,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -88,7 +88,7 @@ def save(net, path: Path, meta: dict[str, Any], extra_params: list | None = None
         os.fsync(fh.fileno())
     manifest = {**{k: meta[k] for k in ("stage", "epoch", "global_step", "config_digest")
                    if k in meta},
-                "file": path.name, "bytes": tmp.stat().st_size, "sha256": _sha256(tmp)}
+                "file": path.name, "bytes": tmp.stat().st_size, "sha256": sha256_of(tmp)}
     manifest_path(path).unlink(missing_ok=True)   # never a stale manifest beside a new file
     os.replace(tmp, path)
     write_atomic(manifest_path(path), (json.dumps(manifest, indent=2) + "\n").encode())
@@ -111,7 +111,7 @@ def verify(path: Path) -> dict[str, Any]:
     if size != manifest.get("bytes"):
         raise CorruptCheckpoint(f"{path} has {size} bytes, its manifest says "
                                 f"{manifest.get('bytes')} (truncated?)")
-    if _sha256(path) != manifest.get("sha256"):
+    if sha256_of(path) != manifest.get("sha256"):
         raise CorruptCheckpoint(f"{path} does not match the SHA-256 in its manifest (corrupt)")
     return manifest
 

@@ -8,7 +8,6 @@ the same content (SHA-256) is skipped unless `force`.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -55,11 +54,7 @@ def file_sha256(path: Path) -> str:
             return manifest["sha256"]
     except (OSError, ValueError):
         pass
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return checkpoints.sha256_of(path)
 
 
 def metrics_path(ckpt: Path, split: str) -> Path:

@@ -22,3 +22,13 @@ def label_masks(labels):
     same = ops.equal(labels.reshape(-1, 1), labels.reshape(1, -1)).astype(ms.float32)
     eye = ops.eye(labels.shape[0], labels.shape[0], ms.float32)
     return same - eye, 1.0 - same
+
+
+BIG = 1e4  # larger than any squared distance between unit vectors (max 4): masks out entries
+
+
+def hardest_pairs(d, pos, neg):
+    """Per anchor: the largest positive distance and the smallest negative distance."""
+    hardest_pos = ops.max(d * pos - BIG * (1.0 - pos), axis=1)[0]
+    hardest_neg = ops.min(d + BIG * (1.0 - neg), axis=1)[0]
+    return hardest_pos, hardest_neg

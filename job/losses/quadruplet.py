@@ -4,9 +4,8 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
-from job.losses.distances import l2_normalize, label_masks, pairwise_sq_dist
+from job.losses.distances import BIG, hardest_pairs, l2_normalize, label_masks, pairwise_sq_dist
 
-_BIG = 1e4
 
 
 class QuadrupletChen(nn.Cell):
@@ -30,12 +29,11 @@ class QuadrupletChen(nn.Cell):
     def construct(self, feats, labels):
         d = pairwise_sq_dist(l2_normalize(feats))
         pos, neg = label_masks(labels)
-        hardest_pos = ops.max(d * pos - _BIG * (1.0 - pos), axis=1)[0]
-        hardest_neg = ops.min(d + _BIG * (1.0 - neg), axis=1)[0]
+        hardest_pos, hardest_neg = hardest_pairs(d, pos, neg)
         # pair_ok[a, i, j]: i and j both differ from a's class and from each other.
         pair_ok = neg.reshape(-1, neg.shape[0], 1) * neg.reshape(-1, 1, neg.shape[0]) \
             * neg.reshape(1, neg.shape[0], neg.shape[0])
-        masked = d.reshape(1, d.shape[0], d.shape[0]) + _BIG * (1.0 - pair_ok)
+        masked = d.reshape(1, d.shape[0], d.shape[0]) + BIG * (1.0 - pair_ok)
         hardest_pair = ops.min(masked.reshape(d.shape[0], -1), axis=1)[0]
         has_pos = (ops.sum(pos, dim=1) > 0).astype(ms.float32)
         v1 = has_pos * (ops.sum(neg, dim=1) > 0).astype(ms.float32)
@@ -59,6 +57,6 @@ class QuadrupletBatchHardest(nn.Cell):
     def construct(self, feats, labels):
         d = pairwise_sq_dist(l2_normalize(feats))
         pos, neg = label_masks(labels)
-        max_pos = ops.reduce_max(d * pos - _BIG * (1.0 - pos))
-        min_neg = ops.reduce_min(d + _BIG * (1.0 - neg))
+        max_pos = ops.reduce_max(d * pos - BIG * (1.0 - pos))
+        min_neg = ops.reduce_min(d + BIG * (1.0 - neg))
         return ops.relu(max_pos - min_neg + self.margin)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
-from job.losses.distances import l2_normalize, label_masks, pairwise_sq_dist
+from job.losses.distances import hardest_pairs, l2_normalize, label_masks, pairwise_sq_dist
 
-_BIG = 1e4  # larger than any squared distance between unit vectors (max 4)
 
 
 class TripletFixed(nn.Cell):
@@ -45,8 +44,7 @@ class TripletBatchHard(nn.Cell):
     def construct(self, feats, labels):
         d = pairwise_sq_dist(l2_normalize(feats))
         pos, neg = label_masks(labels)
-        hardest_pos = ops.max(d * pos - _BIG * (1.0 - pos), axis=1)[0]
-        hardest_neg = ops.min(d + _BIG * (1.0 - neg), axis=1)[0]
+        hardest_pos, hardest_neg = hardest_pairs(d, pos, neg)
         # Anchors without a positive or a negative in the batch contribute nothing.
         valid = (ops.sum(pos, dim=1) > 0).astype(ms.float32) * (ops.sum(neg, dim=1) > 0).astype(ms.float32)
         per_anchor = ops.relu(hardest_pos - hardest_neg + self.margin) * valid

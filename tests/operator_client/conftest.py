@@ -65,7 +65,21 @@ def _serve(tmp_path: Path, *, volcano: bool, namespace: str | None = NAMESPACE) 
         player = Player(player_api, NAMESPACE)
         if namespace:
             player.create_namespace(namespace)
+            seed_volume_record(player, namespace)
         yield Cluster(server, thread.url, kubeconfig, player)
+
+
+def seed_volume_record(player: Player, namespace: str) -> None:
+    """The data volume as `data put-checkpoint` leaves it: the default ImageNet backbone recorded
+    (submit refuses to pretrain without it; tests/operator_client/test_data.py tests that)."""
+    from operator_client import names
+    from operator_client.data import record_manifest
+    from operator_client.data_render import DataTarget
+
+    checkpoint = {"finding": "checkpoint", "path": names.DEFAULT_PRETRAINED_CKPT, "present": True,
+                  "bytes": 102_400_000, "sha256": "ab" * 32}
+    player.core.create_namespaced_config_map(
+        namespace, record_manifest(DataTarget(namespace=namespace), [checkpoint]), _preload_content=False)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Resume after a kill, damaged checkpoints, config changes, finished stages, divergence."""
 import json
-import os
 import signal
 import subprocess
 import sys
