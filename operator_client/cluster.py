@@ -266,6 +266,76 @@ class Cluster:
         return self._call(self.core.read_namespaced_pod_log, pod, namespace, _stream=True,
                           verb="get", resource="pods/log", namespace=namespace, name=pod, **kwargs)
 
+    # --- the data volume's Jobs and pods (operator_client.data) -------------------------
+
+    @property
+    def batch(self) -> Any:
+        if getattr(self, "_batch", None) is None:
+            from kubernetes import client
+
+            self._batch = client.BatchV1Api(self.api_client)
+        return self._batch
+
+    def require_namespace(self, namespace: str) -> None:
+        """NamespaceNotFound unless `namespace` exists; nothing when we may not read namespaces
+        (a namespaced Role such as sop-submitter cannot)."""
+        try:
+            self._call(self.core.read_namespace, namespace, verb="get", resource="namespaces",
+                       namespace=namespace, name=namespace)
+        except Forbidden:
+            pass
+
+    def create_pod(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        return self._call(self.core.create_namespaced_pod, namespace, body,
+                          verb="create", resource="pods", namespace=namespace, name=name)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
+                   verb="delete", resource="pods", namespace=namespace, name=name)
+
+    def create_batch_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        return self._call(self.batch.create_namespaced_job, namespace, body,
+                          verb="create", resource="jobs.batch", namespace=namespace, name=name)
+
+    def get_batch_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(self.batch.read_namespaced_job, name, namespace,
+                          verb="get", resource="jobs.batch", namespace=namespace, name=name)
+
+    def exec_stream(self, namespace: str, pod: str, command: list[str], *,
+                    container: str | None = None) -> Any:
+        """Start `command` in a running pod with stdin/stdout/stderr attached (`kubectl exec -i`).
+
+        Returns the official client's WSClient (binary frames): write_stdin(bytes),
+        close_channel(0) to end stdin (v5 protocol), update/read_stdout/read_stderr, returncode.
+        """
+        import re
+
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import stream
+
+        kwargs: dict[str, Any] = {"container": container} if container else {}
+        try:
+            return stream(self.core.connect_get_namespaced_pod_exec, pod, namespace,
+                          command=command, stdin=True, stdout=True, stderr=True, tty=False,
+                          _preload_content=False, binary=True, **kwargs)
+        except ApiException as e:
+            reason = str(e.reason or e)
+            match = re.search(r"Handshake status (\d{3})", reason)
+            status = int(match.group(1)) if match else None
+            if status == 403:
+                raise Forbidden(
+                    f"forbidden: you may not create pods/exec in namespace {namespace!r}; ask a "
+                    f"cluster admin to grant 'create' on 'pods/exec' (the Role "
+                    f"{names.SUBMITTER_ROLE} from manifests/cluster has it)") from e
+            if status == 404:
+                raise NotFound(f"pod {pod!r} not found in namespace {namespace!r}") from e
+            if status is None:
+                raise Unreachable(f"cannot open an exec stream to pod {pod} at {self.host}: "
+                                  f"{reason.splitlines()[0][:200]}") from e
+            raise ApiError(f"exec in pod {pod} failed: HTTP {status}") from e
+
 
 def iter_lines(response: Any) -> Iterator[str]:
     """Lines of a streaming HTTP response as they arrive (the last one even without newline)."""
