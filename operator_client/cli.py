@@ -109,7 +109,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                                           f"the job writes {names.RUNS_MOUNT}/<name> "
                                           f"(default: {d['runs_pvc']})")
     group.add_argument("--pretrained-ckpt", metavar="PATH",
-                       help="checkpoint to start from, as a path inside the pod")
+                       help="checkpoint pretraining starts from, as a path inside the pod; 'none': "
+                            f"random weights (default: {names.DEFAULT_PRETRAINED_CKPT}, placed by "
+                            "'data put-checkpoint'; none with --device cpu)")
     group.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                        help="trainer setting passed on to the job (repeatable), e.g. --set epochs=10")
     group.add_argument("--launch", metavar="MODE", help=f"start-up mode: {' or '.join(LAUNCH_MODES)} "
@@ -215,7 +217,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.local:
         return cmd_submit_local(args, spec)
+    from .data import check_before_submit
+
     client = _client(args, spec.namespace)
+    check_before_submit(client.cluster, spec)  # the default ImageNet backbone is on the volume
     line = StatusLine()
     fill = spec.uses_rank_table and not args.no_fill
     try:
@@ -588,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write the table to FILE instead of stdout")
     _add_connection(p)
     p.set_defaults(func=cmd_rank_table)
+
+    from .data_cli import add_parsers as add_data_parsers  # data prepare|upload|status|put-checkpoint
+
+    add_data_parsers(commands, _add_connection)
     return parser
 
 

@@ -38,11 +38,30 @@ def launch_command(spec: JobSpec, *, local_ranks: int | None = None, data_dir: s
         command += ["--devices-per-server", str(spec.devices_per_server)]
         if spec.on_cpu:
             command += ["--device", "cpu"]
-    if spec.pretrained_ckpt is not None:
-        command += ["--pretrained-ckpt", spec.pretrained_ckpt]
+    if local_ranks is not None:   # no data volume here: only an explicit checkpoint
+        pretrained = None if spec.pretrained_ckpt == names.NO_PRETRAINED_CKPT else spec.pretrained_ckpt
+    else:
+        pretrained = pretrained_checkpoint(spec)
+    if pretrained is not None:
+        command += ["--pretrained-ckpt", pretrained]
     for key, value in spec.overrides:
         command += ["--set", f"{key}={value}"]
     return command
+
+
+def pretrained_checkpoint(spec: JobSpec) -> str | None:
+    """The checkpoint a cluster job's pretrain stage starts from (None: random weights).
+
+    `--pretrained-ckpt PATH` if given ('none': random weights); else, when the stages pretrain on
+    Ascend, the ImageNet ResNet50 that `data put-checkpoint` places on the data volume
+    (names.DEFAULT_PRETRAINED_CKPT; `submit` refuses when the volume's record lacks it). The CPU
+    variant trains the small `resnet-mini` backbone, which no ImageNet ResNet50 fits.
+    """
+    if spec.pretrained_ckpt == names.NO_PRETRAINED_CKPT:
+        return None
+    if spec.pretrained_ckpt is not None:
+        return spec.pretrained_ckpt
+    return names.DEFAULT_PRETRAINED_CKPT if "pretrain" in spec.stages and not spec.on_cpu else None
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:

@@ -98,6 +98,7 @@ SUBMITTER_ROLE = "sop-submitter"
 # `--local DIR` replaces by DIR.
 PRETRAINED_RELPATH = "pretrained/resnet50.ckpt"
 DEFAULT_PRETRAINED_CKPT = f"{DATA_MOUNT}/{PRETRAINED_RELPATH}"   # submit's --pretrained-ckpt default
+NO_PRETRAINED_CKPT = "none"              # --pretrained-ckpt none: pretrain from random weights
 INCOMING_SUBDIR = "incoming"             # `data upload` stages archives and folders here
 SOURCE_VOLUME = "source"                 # `data prepare --source-pvc`: that claim, read-only
 SOURCE_MOUNT = "/source"

@@ -65,7 +65,9 @@ class JobSpec:
         data_subpath: Folder inside the data volume to mount at /data ("" = the whole volume);
             the dataset is expected in its `sop/` folder.
         runs_pvc: PersistentVolumeClaim for run directories (mounted at /runs).
-        pretrained_ckpt: Checkpoint to start from, as a path inside the pod.
+        pretrained_ckpt: Checkpoint pretraining starts from, as a path inside the pod; None: the
+            ImageNet backbone on the data volume (names.DEFAULT_PRETRAINED_CKPT) on Ascend, random
+            weights with --device cpu (see launch_command.pretrained_checkpoint); "none": random.
         overrides: `--set key=value` pairs passed on to the trainer, in order.
         launch: "rank-table" (HCCL rank table, one process per device) or "dynamic"
             (MindSpore dynamic cluster: MS_SCHED_* env, no rank table); "" = rank-table on
@@ -181,11 +183,12 @@ class JobSpec:
                 raise SpecError(
                     f"--data-subpath {self.data_subpath!r} must be a relative folder inside the "
                     "volume, without '..', e.g. 'datasets'")
-        if self.pretrained_ckpt is not None:
+        if self.pretrained_ckpt is not None and self.pretrained_ckpt != names.NO_PRETRAINED_CKPT:
             if not isinstance(self.pretrained_ckpt, str) or not self.pretrained_ckpt.startswith("/"):
                 raise SpecError(
                     f"--pretrained-ckpt {self.pretrained_ckpt!r} must be an absolute path as the pod "
-                    f"sees it, e.g. {names.DATA_MOUNT}/pretrained/resnet50.ckpt")
+                    f"sees it, e.g. {names.DEFAULT_PRETRAINED_CKPT}, or "
+                    f"'{names.NO_PRETRAINED_CKPT}' (random weights)")
         if self.name is not None:
             check_job_name(self.name, self.servers)
 

@@ -112,7 +112,8 @@ def test_ascend_variant_rank_table_plumbing_one_device(tiny_demo, tmp_path):
     from operator_client import rank_table
 
     spec = JobSpec(loss="quadruplet", devices_per_server=1, name="ascend1",
-                   stages="pretrain,finetune,eval", overrides=TINY_SETS)
+                   stages="pretrain,finetune,eval", overrides=TINY_SETS,
+                   pretrained_ckpt="none")  # on this CPU: resnet-mini, no ImageNet ResNet50 fits
     table = rank_table.build([rank_table.server_from_ips("127.0.0.1", ["192.168.100.101"])])
     configmaps = {names.rank_table_configmap("ascend1"): {names.RANK_TABLE_KEY: rank_table.dumps(table)}}
     r, mounts = _run(spec, tmp_path, tiny_demo, configmaps)

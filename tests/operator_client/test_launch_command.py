@@ -12,7 +12,21 @@ def test_rank_table_command_is_the_contract():
     assert " ".join(launch_command(spec)) == (
         "python -m job launch --stages pretrain,finetune,eval --loss triplet --data /data/sop "
         "--run-dir /runs/exp1 --launch rank-table --rank-table /user/serverid/devindex/config/hccl.json "
-        "--devices-per-server 8")
+        "--devices-per-server 8 --pretrained-ckpt /data/pretrained/resnet50.ckpt")
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(), "/data/pretrained/resnet50.ckpt"),                      # the volume's ImageNet backbone
+    (dict(pretrained_ckpt="/runs/a/x.ckpt"), "/runs/a/x.ckpt"),
+    (dict(pretrained_ckpt="none"), None),                             # random weights
+    (dict(stages="finetune,eval"), None),                             # nothing pretrains
+    (dict(device="cpu"), None),                                       # resnet-mini: no ImageNet ResNet50
+], ids=["default", "explicit", "none", "no-pretrain", "cpu"])
+def test_pretrained_checkpoint_of_the_pod(kwargs, expected):
+    command = launch_command(JobSpec(loss="triplet", name="p", **kwargs))
+    assert (command[command.index("--pretrained-ckpt") + 1] if "--pretrained-ckpt" in command else None) == expected
+    local = launch_command(JobSpec(loss="triplet", name="p", **kwargs), local_ranks=1, data_dir="d", run_dir="r")
+    assert "--pretrained-ckpt" not in local or kwargs.get("pretrained_ckpt") == "/runs/a/x.ckpt"
 
 
 def test_optional_arguments_come_last_in_order():
