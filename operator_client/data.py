@@ -3,7 +3,8 @@
 `DataClient` acts on a cluster: `prepare` runs a one-pod Kubernetes Job (`python -m job
 data-install`), `status` a short-lived pod (`python -m job data-status`), `upload` and
 `put_checkpoint` stream a tar archive into `python -m job data-receive` in a short-lived pod
-through pod exec (the `kubectl cp` way). `LocalData` runs the same job-side commands on a folder
+through pod exec, the `kubectl cp` way (data_transfer.py); the manifests come from
+data_render.py. `LocalData` runs the same job-side commands on a folder
 of this machine (`--local DIR`, which plays the volume's root).
 
 The pods print progress lines and, at the end, findings `sop-data {json}` (FINDING_PREFIX, the
@@ -22,22 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import io
 import json
 import logging
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from . import names
 from .data_render import (DataTarget, install_command, receive_command, render_install_job,
                           render_pod, sleep_command, source_path_in_pod, status_command)
+from .data_transfer import (EXIT_STREAM_LOST, ExecSession, ProcessSession, plan_upload, send_tar,
+                            sha256_file, size_text)
 from .errors import AlreadyExists, ClientError, NotFound, WaitTimeout
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ PROG = "python -m operator_client"
 # The job side prints these lines (job/data/volume.py FINDING_PREFIX); the packages never import
 # each other, so the prefix is written twice and tests/operator_client/test_data.py checks both.
 FINDING_PREFIX = "sop-data "
-CHUNK = 1 << 20
 
 
 def _quiet(_: str) -> None:
@@ -75,14 +74,6 @@ def parse_findings(lines: Iterable[str]) -> list[dict[str, Any]]:
 def job_errors(lines: Iterable[str]) -> list[str]:
     """The `error: ...` lines of the job side (its one-line user errors)."""
     return [line[len("error: "):].strip() for line in lines if line.startswith("error: ")]
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _count(n: Any) -> str:
@@ -132,7 +123,7 @@ def format_finding(f: dict[str, Any]) -> str:
     if kind == "checkpoint":
         if f.get("present"):
             sha = f", sha256 {f['sha256'][:12]}..." if f.get("sha256") else ""
-            return f"checkpoint: {f.get('path')} present, {_size(f.get('bytes') or 0)}{sha}"
+            return f"checkpoint: {f.get('path')} present, {size_text(f.get('bytes') or 0)}{sha}"
         return (f"checkpoint: {f.get('path')} MISSING - place the ImageNet ResNet50 checkpoint "
                 f"with `{PROG} data put-checkpoint FILE`")
     if kind == "install":
@@ -144,7 +135,7 @@ def format_finding(f: dict[str, Any]) -> str:
         return (f"install: installed SOP at {f.get('root')} ({split_text} images) from "
                 f"{f.get('source')} in {f.get('seconds')} s")
     if kind == "received":
-        return (f"received: {_count(f.get('files'))} file(s), {_size(f.get('bytes') or 0)} into "
+        return (f"received: {_count(f.get('files'))} file(s), {size_text(f.get('bytes') or 0)} into "
                 f"{f.get('dest')}")
     if kind == "problem":
         return f"problem: {f.get('message')}"
@@ -239,214 +230,17 @@ def check_before_submit(cluster: Any, spec: Any) -> None:
         f"{flags}` records it), or pass --pretrained-ckpt PATH")
 
 
-# --- streaming a tar archive (upload, put-checkpoint) ----------------------------------------
-
-class Session(Protocol):
-    """A running `python -m job data-receive` fed through its stdin (pod exec or a subprocess)."""
-
-    def send(self, data: bytes) -> None: ...
-
-    def finish(self, timeout: float) -> tuple[int, str, str]:
-        """End stdin, wait for the command; (exit code, stdout, stderr)."""
-        ...
-
-
-class _Sender(io.RawIOBase):
-    """A write-only file for tarfile that hands 1 MiB chunks to a Session."""
-
-    def __init__(self, session: Session) -> None:
-        self.session, self.buffer, self.sent = session, bytearray(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self.buffer.extend(data)
-        while len(self.buffer) >= CHUNK:
-            self._flush(CHUNK)
-        return len(data)
-
-    def _flush(self, n: int) -> None:
-        chunk = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        self.session.send(chunk)
-        self.sent += len(chunk)
-
-    def drain(self) -> None:
-        if self.buffer:
-            self._flush(len(self.buffer))
-
-
-class _Counting(io.RawIOBase):
-    """A file read through by tarfile, counting bytes for the progress line."""
-
-    def __init__(self, fh: Any, progress: TransferProgress) -> None:
-        self.fh, self.progress = fh, progress
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.fh.read(size)
-        self.progress.add(len(data))
-        return data
-
-
-class TransferProgress:
-    """`upload: 1.2 GiB of 2.9 GiB (41%), 35.1 MiB/s, ETA 0:00:48` at most every `interval` s."""
-
-    def __init__(self, what: str, total: int, report: Callback, *, interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.what, self.total, self.report, self.interval, self.clock = what, total, report, interval, clock
-        self.done = 0
-        self.start = self.last = clock()
-
-    def line(self) -> str:
-        elapsed = max(self.clock() - self.start, 1e-9)
-        rate = self.done / elapsed
-        pct = 100 * self.done / self.total if self.total else 100.0
-        text = f"{self.what}: {_size(self.done)} of {_size(self.total)} ({pct:.0f}%), {_size(rate)}/s"
-        if 0 < rate and self.done < self.total:
-            left = int((self.total - self.done) / rate)
-            text += f", ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
-        return text
-
-    def add(self, n: int) -> None:
-        self.done += n
-        now = self.clock()
-        if now - self.last >= self.interval or self.done >= self.total:
-            self.last = now
-            self.report(self.line())
-
-
-def plan_upload(path: Path) -> tuple[list[Path], int]:
-    """Files under `path` (or `path` itself) in tar order, and their total size. Links are refused."""
-    if path.is_symlink() or not (path.is_file() or path.is_dir()):
-        raise ClientError(f"{path} is neither a file nor a folder")
-    if path.is_file():
-        return [path], path.stat().st_size
-    files: list[Path] = []
-    for folder, dirs, filenames in os.walk(path):
-        dirs.sort()
-        for name in sorted(filenames) + [d for d in dirs if Path(folder, d).is_symlink()]:
-            full = Path(folder, name)
-            if full.is_symlink() or not full.is_file():
-                raise ClientError(f"{full} is a link or special file; upload a folder of plain files")
-            files.append(full)
-    return files, sum(f.stat().st_size for f in files)
-
-
-def send_tar(path: Path, arcname: str, session: Session, *, on_progress: Callback = _quiet,
-             what: str = "upload", progress_interval: float = 0.5) -> int:
-    """Stream `path` (a file or a folder) as a tar archive named `arcname` into `session`.
-
-    Returns the bytes of file content sent. The archive ends with tar's end-of-archive marker,
-    which is where `data-receive` stops reading: no stdin EOF is needed (v4 exec protocol).
-    """
-    files, total = plan_upload(path)
-    progress = TransferProgress(what, total, on_progress, interval=progress_interval)
-    sender = _Sender(session)
-    with tarfile.open(fileobj=sender, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        if path.is_dir():
-            folders = sorted({f.parent for f in files} | {path})
-            for folder in folders:
-                info = tf.gettarinfo(str(folder), arcname=_arc(path, folder, arcname))
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tf.addfile(info)
-        for file in files:
-            info = tf.gettarinfo(str(file), arcname=_arc(path, file, arcname))
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mode = 0o644
-            with open(file, "rb") as fh:
-                tf.addfile(info, _Counting(fh, progress))
-    sender.drain()
-    if total == 0:
-        progress.add(0)
-    return progress.done
-
-
-def _arc(root: Path, item: Path, arcname: str) -> str:
-    rel = item.relative_to(root).as_posix() if item != root else ""
-    return f"{arcname}/{rel}" if rel else arcname
-
-
-def sha256_file(path: Path, on_progress: Callback = _quiet) -> str:
-    digest = hashlib.sha256()
-    progress = TransferProgress("checksum", path.stat().st_size, on_progress)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            progress.add(len(chunk))
-    return digest.hexdigest()
-
-
-class ExecSession:
-    """A Session over the official client's exec WebSocket (WSClient, binary)."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-
-    def send(self, data: bytes) -> None:
-        if not self.ws.is_open():
-            raise ClientError("the exec stream into the pod closed while uploading; see the pod's "
-                              "log, or whether the pod was evicted")
-        self.ws.write_stdin(data)
-        self.ws.update(timeout=0)  # take in what the command says, so its buffers never fill
-
-    def finish(self, timeout: float) -> tuple[int, str, str]:
-        self.ws.close_channel(0)   # v5: end of stdin; under v4 the tar end marker is enough
-        deadline = time.monotonic() + timeout
-        while self.ws.is_open() and time.monotonic() < deadline:
-            self.ws.update(timeout=1)
-        if self.ws.is_open():
-            self.ws.close()
-            raise WaitTimeout(f"the command in the pod did not finish within {timeout:g}s after the upload")
-        out = _text(self.ws.read_stdout())
-        err = _text(self.ws.read_stderr())
-        try:
-            code = self.ws.returncode
-        except (TypeError, KeyError, ValueError, IndexError):
-            code = None
-        return (code if code is not None else 255), out, err
-
-
-class ProcessSession:
-    """A Session over a local subprocess (`--local`)."""
-
-    def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
-
-    def send(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(data)
-        except BrokenPipeError:
-            pass  # the command stopped reading; finish() reports why
-
-    def finish(self, timeout: float) -> tuple[int, str, str]:
-        try:
-            out, err = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise WaitTimeout(f"data-receive did not finish within {timeout:g}s") from None
-        return self.process.returncode, _text(out), _text(err)
-
-
-def _text(data: Any) -> str:
-    if isinstance(data, bytes):
-        return data.decode("utf-8", errors="replace")
-    return data or ""
-
-
 def _receive_result(code: int, out: str, err: str, where: str) -> dict[str, Any]:
     findings = parse_findings(out.splitlines())
     received = next((f for f in findings if f.get("finding") == "received"), None)
     if code != 0 or received is None:
         errors = job_errors(err.splitlines())
-        detail = errors[-1] if errors else (err.strip().splitlines() or [f"exit code {code}"])[-1]
+        if errors:
+            detail = errors[-1]
+        elif code == EXIT_STREAM_LOST and not err.strip():
+            detail = "the exec stream closed before the command reported (pod evicted? connection lost?)"
+        else:
+            detail = (err.strip().splitlines() or [f"exit code {code}"])[-1]
         raise ClientError(f"receiving the upload in {where} failed: {detail}")
     return received
 
@@ -483,18 +277,18 @@ class DataClient:
 
     def __init__(self, cluster: Any, target: DataTarget, *, poll_interval: float = 2.0,
                  start_timeout: float = 600.0, on_progress: Callback = _quiet,
-                 on_output: Callback = _quiet, name_token: str | None = None) -> None:
+                 on_output: Callback = _quiet) -> None:
         self.cluster, self.target = cluster, target
         self.poll_interval, self.start_timeout = poll_interval, start_timeout
         self.on_progress, self.on_output = on_progress, on_output
-        self.name_token = name_token
+        self.log_read_timeout = 300.0   # the data pods print progress every few seconds
 
     @property
     def namespace(self) -> str:
         return self.target.namespace
 
     def _name(self, task: str) -> str:
-        return names.data_run_name(task, token=self.name_token)
+        return names.data_run_name(task)
 
     # ---- the verbs
 
@@ -661,38 +455,53 @@ class DataClient:
             raise ClientError(f"the upload pod {name} ended ({phase}) before the upload started")
 
     def _run_to_end(self, name: str, *, job: bool) -> list[dict[str, Any]]:
-        """Follow the pod's log to its end, print its progress lines, return its findings."""
+        """Follow the pod's log to its end, show its progress lines, return its findings.
+
+        A broken log stream is opened again (lines already shown are skipped: a container's log
+        only grows); the full log read at the end is the one the findings come from.
+        """
+        import urllib3
+
         from .cluster import iter_lines
 
         pod = self._wait_started(name, job=job, until=("Running",))
         pod_name = pod["metadata"]["name"]
         shown = 0
-        try:
-            for line in iter_lines(self.cluster.pod_log(self.namespace, pod_name, follow=True)):
-                shown += 1
-                if not line.startswith(FINDING_PREFIX):
-                    self.on_output(line)
-        except ClientError as e:  # a broken stream: the full log is read again below
-            log.debug("log stream of %s broke: %s", pod_name, e)
-        phase = self._wait_finished(pod_name)
+        while True:
+            seen = 0
+            try:
+                for line in iter_lines(self.cluster.pod_log(self.namespace, pod_name, follow=True,
+                                                            read_timeout=self.log_read_timeout)):
+                    seen += 1
+                    if seen > shown:
+                        shown = seen
+                        self._show(line)
+            except (ClientError, urllib3.exceptions.HTTPError) as e:
+                log.debug("log stream of %s broke: %s", pod_name, e)
+            phase = self._phase(pod_name)
+            if phase in ("Succeeded", "Failed"):
+                break
+            self.on_progress(f"pod {pod_name} is {phase}; reading its log again")
+            time.sleep(self.poll_interval)
         lines = list(iter_lines(self.cluster.pod_log(self.namespace, pod_name)))
         for line in lines[shown:]:
-            if not line.startswith(FINDING_PREFIX):
-                self.on_output(line)
+            self._show(line)
         if phase != "Succeeded":
             errors = job_errors(lines)
             detail = errors[-1] if errors else f"its log: kubectl -n {self.namespace} logs {pod_name}"
             raise ClientError(f"{'Job ' + name if job else 'pod ' + name} failed: {detail}")
         return parse_findings(lines)
 
-    def _wait_finished(self, pod_name: str) -> str:
-        while True:
+    def _show(self, line: str) -> None:
+        if not line.startswith(FINDING_PREFIX):
+            self.on_output(line)
+
+    def _phase(self, pod_name: str) -> str:
+        try:
             pod = self.cluster.get_pod(self.namespace, pod_name)
-            phase = (pod.get("status") or {}).get("phase") or "Pending"
-            if phase in ("Succeeded", "Failed"):
-                return phase
-            self.on_progress(f"waiting for pod {pod_name} to finish ({phase})")
-            time.sleep(self.poll_interval)
+        except NotFound:
+            raise ClientError(f"pod {pod_name} was deleted before it finished") from None
+        return (pod.get("status") or {}).get("phase") or "Pending"
 
 
 def _split(path: str) -> tuple[str, str]:

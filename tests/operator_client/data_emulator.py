@@ -155,6 +155,7 @@ class Kubelet:
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.script: dict[str, tuple[list[str], int]] = {}   # data task -> (log lines, exit code)
+        self.drop_after: dict[str, int] = {}                  # data task -> break the first log stream after N lines
         self.ran: list[dict[str, Any]] = []                   # pods run: name, task, command
         self._seen: set[str] = set()
         self._stop = threading.Event()
@@ -217,6 +218,8 @@ class Kubelet:
             {"name": names.DATA_CONTAINER_NAME, "ready": True, "restartCount": 0, "state": {"running": {}}}]})
         if task == "upload":
             return  # it sleeps; the client execs into it and deletes it
+        if task in self.drop_after:
+            self.server.drop_after[(self.namespace, name)] = self.drop_after[task]
         if task in self.script:
             lines, code = self.script[task]
             for line in lines:

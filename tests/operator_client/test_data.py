@@ -23,8 +23,8 @@ import yaml
 
 from job.data import volume as job_volume
 from operator_client import names
-from operator_client.data import (FINDING_PREFIX, ProcessSession, TransferProgress, format_finding,
-                                  parse_findings, send_tar)
+from operator_client.data import FINDING_PREFIX, format_finding, parse_findings
+from operator_client.data_transfer import ProcessSession, TransferProgress, send_tar
 from operator_client.data_render import (DataTarget, install_command, render_install_job, render_pod,
                                          sleep_command, source_path_in_pod, status_command)
 from operator_client.errors import ClientError
@@ -110,6 +110,27 @@ def web(tmp_path):
 
 def findings_of(stdout: str) -> list[str]:
     return stdout.strip().splitlines()
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("prepare", ["--from-url URL", "--from-pvc-path PATH", "--source-pvc", "--sha256", "--allow-partial",
+                 "--force", "--local DIR", "--data-pvc", "--data-subpath", "--image", "--kubeconfig", "pre-signed"]),
+    ("upload", ["PATH", "--no-prepare", "progress bar", "--local DIR"]),
+    ("status", ["--sample N", "-o", "one line per finding"]),
+    ("put-checkpoint", ["FILE", "/data/pretrained/resnet50.ckpt", "SHA-256"]),
+])
+def test_help(run, command, expected):
+    assert "data" in run("--help").out
+    result = run("data", command, "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    for item in expected:
+        assert item in text, f"data {command} --help does not mention {item}"
+
+
+def test_data_without_a_command_is_one_line(run):
+    result = run("data")
+    assert result.code == 2 and result.err.count("\n") == 1 and result.err.startswith("error: ")
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -370,6 +391,17 @@ def test_status_of_an_empty_volume_and_a_failing_pod(run, data_cluster):
     assert failed.err.strip().endswith("failed: /data/sop: Permission denied")
 
 
+def test_a_broken_log_stream_loses_and_repeats_nothing(run, data_cluster):
+    progress = [f"checking train images: {i} images" for i in range(30)]
+    finding = FINDING_PREFIX + json.dumps({"finding": "dataset", "root": "/data/sop", "state": "absent"})
+    data_cluster.kubelet.script["status"] = ([*progress, finding], 0)
+    data_cluster.kubelet.drop_after["status"] = 7
+    result = run("data", "status", *data_cluster.args())
+    assert result.code == 0, result.err
+    assert [line for line in result.err.splitlines() if line.startswith("checking")] == progress
+    assert result.out.startswith("dataset: nothing at /data/sop yet")
+
+
 # --- upload and put-checkpoint: tar over pod exec (a real WebSocket) ------------------------
 
 def test_upload_streams_the_archive_through_exec_then_installs(run, data_cluster, archive):
@@ -454,6 +486,19 @@ def test_put_checkpoint_then_submit(run, data_cluster, tmp_path):
 def test_submit_needs_no_default_checkpoint_otherwise(run, data_cluster, flags):
     result = run("submit", "--loss", "triplet", "--name", "x", "--no-fill", *flags, *data_cluster.args())
     assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize("size", [10, 5 * 2**20], ids=["small", "several-frames"])
+def test_a_failing_receiver_is_reported_in_one_line(run, data_cluster, tmp_path, size):
+    (data_cluster.volume / "pretrained").write_text("a file where the folder should be")
+    ckpt = tmp_path / "r.ckpt"
+    ckpt.write_bytes(b"z" * size)
+    result = run("data", "put-checkpoint", str(ckpt), *data_cluster.args())
+    assert result.code == 2
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("error: receiving the upload in pod sop-data-upload-")
+    assert last.endswith("failed: /data/pretrained: File exists")
+    assert data_cluster.objects("pods") == []
 
 
 def test_exec_forbidden_is_one_line(run, data_cluster, tmp_path):
