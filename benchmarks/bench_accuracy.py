@@ -36,18 +36,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_line, run_worker, table, versions  # noqa: E402
+from common import demo_data, emit, machine_line, run_worker, table, versions  # noqa: E402
 
 
-def demo_data(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    from job.data import make_demo_data
-
-    out = Path(tempfile.gettempdir()) / "sop-bench-demo"
-    if not (out / "DEMO_INFO.json").exists():
-        make_demo_data(out, train_classes=400, test_classes=300)
-    return out
 
 
 def config(seed: int, epochs: int):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, emit, machine_line, median, run_worker, spread, table, versions  # noqa: E402
+from common import emit, machine_line, median, run_worker, spread, table, versions  # noqa: E402
 
 KS = (1, 10, 100, 1000)
 RHO = 2048   # vectors are integer profiles / RHO with sum of squares RHO^2

@@ -30,8 +30,6 @@ Run: .venv-bench/bin/python benchmarks/bench_train_step.py [--models mini resnet
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_line, median, run_worker, spread, table, versions  # noqa: E402
+from common import demo_data, emit, machine_line, median, run_worker, table, versions  # noqa: E402
 
 MODELS = {
     # name: backbone, image size, batch (P x 2), timed cycles (one step of each side per cycle)
@@ -49,16 +47,6 @@ MODELS = {
 }
 
 
-def demo_data(path: Path | None) -> Path:
-    """The demo dataset (Fashion-MNIST views, SOP layout); built into a temp dir if not given."""
-    if path is not None:
-        return path
-    from job.data import make_demo_data
-
-    out = Path(tempfile.gettempdir()) / "sop-bench-demo"
-    if not (out / "DEMO_INFO.json").exists():
-        make_demo_data(out, train_classes=400, test_classes=300)
-    return out
 
 
 def _config(model: str, seed: int):

@@ -120,3 +120,19 @@ def versions(*modules: str) -> str:
         except Exception:  # noqa: BLE001 - a missing peer is reported, not fatal here
             out.append(f"{name} (not installed)")
     return ", ".join(out)
+
+
+def demo_data(path: Path | None) -> Path:
+    """The demo dataset (Fashion-MNIST views, SOP layout, the size `make demo` uses); built
+    once into a temp dir if not given."""
+    if path is not None:
+        return path
+    import tempfile
+
+    from job.cli import DEMO_CLASSES
+    from job.data import make_demo_data
+
+    out = Path(tempfile.gettempdir()) / "sop-bench-demo"
+    if not (out / "DEMO_INFO.json").exists():
+        make_demo_data(out, train_classes=DEMO_CLASSES[0], test_classes=DEMO_CLASSES[1])
+    return out

@@ -27,6 +27,8 @@ log = logging.getLogger("job.checkpoints")
 
 _NAME = re.compile(r"^(?P<stage>[a-z]+)-e(?P<epoch>\d{3,})\.ckpt$")
 RESUME_NAME = "resume.ckpt"
+# The training stages of a run directory, in pipeline order: RUN/<stage>/checkpoints/.
+TRAIN_STAGES = ("pretrain", "finetune")
 
 
 class CorruptCheckpoint(JobError):
@@ -160,6 +162,15 @@ def latest(directory: Path, stage: str | None = None) -> Path | None:
             return path
         except CorruptCheckpoint as e:
             log.warning("skipping checkpoint: %s", e)
+    return None
+
+
+def newest_in_run(run_dir: Path) -> Path | None:
+    """The newest sound checkpoint of the last stage of `run_dir` that has one."""
+    for stage in reversed(TRAIN_STAGES):
+        found = latest(run_dir / stage / "checkpoints")
+        if found:
+            return found
     return None
 
 

@@ -12,11 +12,11 @@ import logging
 import sys
 from pathlib import Path
 
+from job.checkpoints import TRAIN_STAGES
 from job.errors import ConfigError, JobError
 
 log = logging.getLogger("job.cli")
 
-STAGE_DIRS = ("pretrain", "finetune")
 DEMO_CLASSES = (400, 300)   # train, test classes of the demo data: a few minutes on 2 cores
 LOSS_CHOICES = ("triplet", "quadruplet", "softmax")   # softmax: only with --stages pretrain[,eval]
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("train", help="train one stage: pretrain (softmax) or finetune")
-    p.add_argument("--stage", required=True, choices=STAGE_DIRS)
+    p.add_argument("--stage", required=True, choices=TRAIN_STAGES)
     p.add_argument("--loss", default="triplet", choices=LOSS_CHOICES,
                    help="fine-tuning loss preset (pretrain always uses softmax)")
     p.add_argument("--init", type=Path, help="checkpoint to start the backbone from "
@@ -182,10 +182,9 @@ def newest_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of the last trained stage of a run directory."""
     from job import checkpoints
 
-    for stage in reversed(STAGE_DIRS):
-        found = checkpoints.latest(run_dir / stage / "checkpoints")
-        if found:
-            return found
+    found = checkpoints.newest_in_run(run_dir)
+    if found:
+        return found
     raise JobError(f"no checkpoint under {run_dir}/{{pretrain,finetune}}/checkpoints; "
                    f"train first or pass --checkpoint")
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from job import rank_table
+from job.checkpoints import TRAIN_STAGES
 from job.errors import ConfigError, JobError
 
 log = logging.getLogger("job.launch")
 
 STAGES = ("pretrain", "finetune", "eval", "export")
-TRAIN_STAGES = ("pretrain", "finetune")
 MODES = ("rank-table", "dynamic", "single")
 DEFAULT_SCHED_PORT = 8118
 GRID_QUERIES = 8      # the eval stage also draws RUN/eval/retrieval.png of this many queries
@@ -299,11 +299,8 @@ def _eval_done(run_dir: Path) -> bool:
         metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     except (FileNotFoundError, ValueError):
         return False
-    for stage in reversed(TRAIN_STAGES):
-        newest = checkpoints.latest(run_dir / stage / "checkpoints")
-        if newest:
-            return metrics.get("checkpoint") == str(newest)
-    return False
+    newest = checkpoints.newest_in_run(run_dir)
+    return newest is not None and metrics.get("checkpoint") == str(newest)
 
 
 def run(o: LaunchOptions, env=None, out=None) -> int:
